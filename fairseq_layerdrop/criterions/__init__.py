@@ -1,0 +1,2 @@
+"""Registered fairseq criteria (logging of LayerDrop statistics)."""
+from fairseq_layerdrop.criterions import layerdrop_stats  # noqa: F401

@@ -1,0 +1,2 @@
+"""Registered fairseq models (thin: build and configure only)."""
+from fairseq_layerdrop.models import bart, transformer, transformer_lm  # noqa: F401

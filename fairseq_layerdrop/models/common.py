@@ -1,0 +1,48 @@
+"""Swap a fairseq encoder/decoder's ``layers`` for a :class:`LayerDropList`.
+
+fairseq builds its stacks with its own ``LayerDropModuleList`` (one rate,
+unseeded draw, positions renumbered) or a plain ``ModuleList``; we keep the
+layer modules it built (same parameter names: ``encoder.layers.N.*``) and only
+replace the container.
+"""
+from torch import nn
+
+from fairseq_layerdrop import sublayer
+from fairseq_layerdrop.layerdrop import LayerDropList
+from fairseq_layerdrop.options import stack_settings
+
+
+def attach_layerdrop(module: nn.Module, cfg, stack: str) -> nn.Module:
+    """Give ``module`` (a fairseq TransformerEncoder/Decoder) a LayerDrop stack.
+
+    ``stack`` is ``"encoder"`` or ``"decoder"``: it selects the rate
+    (``cfg.encoder_layerdrop`` / ``cfg.decoder_layerdrop``), what a skipped
+    layer returns, and the mask stream.
+    """
+    settings = stack_settings(cfg, stack)
+    layers = list(nn.ModuleList.__iter__(module.layers))
+    if stack == "encoder":
+        fwd, count = sublayer.encoder_partial_forward, sublayer.encoder_branch_count
+    else:
+        fwd, count = sublayer.decoder_partial_forward, sublayer.decoder_branch_count
+    if settings["granularity"] == "sublayer":
+        for layer in layers:
+            sublayer.check_sublayer_support(layer)
+    module.layers = LayerDropList(layers, kind=stack, stack=stack, partial_forward=fwd,
+                                  branch_count=count, **settings)
+    # fairseq's own list is gone; keep its attribute meaningful for code that reads it
+    setattr(module, f"{stack}_layerdrop", settings["p"])
+    return module
+
+
+def layerdrop_lists(model: nn.Module):
+    """``{stack_name: LayerDropList}`` for every LayerDrop stack in ``model``."""
+    return {name.rsplit(".layers", 1)[0] or "model": m for name, m in model.named_modules()
+            if isinstance(m, LayerDropList)}
+
+
+def set_defaults(args, **values) -> None:
+    """Architecture presets: fill options the user did not set (fairseq's getattr idiom)."""
+    for name, value in values.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)

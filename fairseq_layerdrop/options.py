@@ -1,0 +1,102 @@
+"""Command-line / config options of the plugin and their validation.
+
+Rates keep fairseq's names (``--encoder-layerdrop``, ``--decoder-layerdrop``,
+``--encoder-layers-to-keep``, ``--decoder-layers-to-keep``); everything the
+plugin adds is named ``layerdrop_*`` so the pruning tool can strip it when it
+writes a checkpoint for stock fairseq.
+"""
+import argparse
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+
+from fairseq_layerdrop.layerdrop import GRANULARITIES, SCHEDULES, check_rate
+
+RATE_OPTIONS = ("--encoder-layerdrop", "--decoder-layerdrop")
+
+
+@dataclass
+class LayerDropOptions(FairseqDataclass):
+    layerdrop_schedule: ChoiceEnum(SCHEDULES) = field(
+        default="uniform",
+        metadata={"help": "how the stack's rate is spread over depth: uniform (paper), linear or "
+                          "exponential in depth; the mean rate over layers stays --*-layerdrop"},
+    )
+    layerdrop_granularity: ChoiceEnum(GRANULARITIES) = field(
+        default="layer",
+        metadata={"help": "drop whole layers (paper) or each residual branch (self-attention, "
+                          "encoder-attention, feed-forward) independently"},
+    )
+    layerdrop_warmup_updates: int = field(
+        default=0, metadata={"help": "ramp the drop rates linearly from 0 over this many updates"}
+    )
+    layerdrop_allow_empty: bool = field(
+        default=False,
+        metadata={"help": "allow a draw to drop every layer of a stack (by default the layer that "
+                          "came closest to surviving is kept)"},
+    )
+    layerdrop_seed: Optional[int] = field(
+        default=None, metadata={"help": "seed of the LayerDrop masks (default: --seed)"}
+    )
+
+
+def rate_type(value: str) -> float:
+    """argparse ``type`` for drop rates: a float in [0, 1]."""
+    try:
+        return check_rate(float(value))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("layerdrop ", "rate ")) from None
+
+
+def nonnegative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def tighten_parser(parser) -> None:
+    """Give fairseq's rate options (float, unchecked) a [0, 1] check and ours clean types.
+
+    A bad value then stops ``fairseq-train`` with argparse's one-line error and
+    exit status 2 instead of a traceback deep inside model construction.
+    """
+    for action in parser._actions:
+        if any(opt in RATE_OPTIONS for opt in action.option_strings):
+            action.type = rate_type
+        elif "--layerdrop-warmup-updates" in action.option_strings:
+            action.type = nonnegative_int
+
+
+def _get(cfg, name, default=None):
+    value = getattr(cfg, name, default)
+    return default if value is None else value
+
+
+def stack_settings(cfg, stack: str) -> dict:
+    """Validated keyword arguments for :class:`LayerDropList` from a model config.
+
+    ``cfg`` is an argparse Namespace or an OmegaConf node; raises ``ValueError``
+    with a one-line message for bad values (hydra configs skip argparse checks).
+    """
+    p = check_rate(_get(cfg, f"{stack}_layerdrop", 0.0), f"{stack}_layerdrop")
+    schedule = str(_get(cfg, "layerdrop_schedule", "uniform"))
+    granularity = str(_get(cfg, "layerdrop_granularity", "layer"))
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown layerdrop_schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    if granularity not in GRANULARITIES:
+        raise ValueError(
+            f"unknown layerdrop_granularity {granularity!r}; choose from {', '.join(GRANULARITIES)}"
+        )
+    warmup = int(_get(cfg, "layerdrop_warmup_updates", 0))
+    if warmup < 0:
+        raise ValueError(f"layerdrop_warmup_updates must be >= 0, got {warmup}")
+    seed = _get(cfg, "layerdrop_seed", None)
+    if seed is None:
+        seed = _get(cfg, "seed", 1)
+    return dict(p=p, schedule=schedule, granularity=granularity, warmup_updates=warmup,
+                allow_empty=bool(_get(cfg, "layerdrop_allow_empty", False)), seed=int(seed))
