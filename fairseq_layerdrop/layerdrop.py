@@ -22,6 +22,8 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import torch
 from torch import nn
 
+from fairseq_layerdrop.learned import mask_log_prob, rates_from_logits, update_baseline
+
 SCHEDULES = ("uniform", "linear", "exponential")
 GRANULARITIES = ("layer", "sublayer")
 # exponential schedule: the deepest layer is dropped this many times as often as the first
@@ -151,6 +153,7 @@ class LayerDropList(nn.ModuleList):
         allow_empty: bool = False,
         partial_forward: Optional[Callable] = None,
         branch_count: Optional[Callable[[nn.Module], int]] = None,
+        learned: bool = False,
     ):
         super().__init__(layers)
         if kind not in SKIP_FUNCTIONS:
@@ -172,6 +175,13 @@ class LayerDropList(nn.ModuleList):
         self.num_updates, self.micro_batch = 0, 0
         self.last_layers_run: Optional[int] = None  # layers with >= 1 branch computed, last training forward
         self.last_branches_run: Optional[int] = None
+        self.learned = bool(learned)
+        self.last_log_prob: Optional[torch.Tensor] = None  # learned mode: log P(last mask)
+        self._rates_cache = None  # learned mode: (num_updates, CPU rates)
+        if self.learned:
+            # plugin-only names (prefix ``layerdrop_``): the pruning tool strips them for stock fairseq
+            self.layerdrop_logits = nn.Parameter(torch.zeros(len(self)))
+            self.register_buffer("layerdrop_baseline", torch.tensor(float("nan")))
 
     # -- state from the trainer ------------------------------------------------------
     def set_num_updates(self, num_updates: int) -> None:
@@ -180,8 +190,36 @@ class LayerDropList(nn.ModuleList):
             self.num_updates, self.micro_batch = int(num_updates), 0
 
     def current_rates(self) -> torch.Tensor:
-        """Per-layer drop rates in force now (schedule times warm-up), CPU float64."""
-        return self._base_rates * warmup_factor(self.num_updates, self.warmup_updates)
+        """Per-layer drop rates in force now (schedule or learned, times warm-up), CPU float64."""
+        factor = warmup_factor(self.num_updates, self.warmup_updates)
+        if not self.learned:
+            return self._base_rates * factor
+        # learned rates change once per update (optimizer step): one device->host copy per update
+        if self._rates_cache is None or self._rates_cache[0] != self.num_updates:
+            with torch.no_grad():
+                rates = rates_from_logits(self.layerdrop_logits.detach().double().cpu(), self.p * factor)
+            self._rates_cache = (self.num_updates, rates)
+        return self._rates_cache[1]
+
+    def learned_rates(self) -> torch.Tensor:
+        """Differentiable drop rates from the logits (learned mode), mean ``p`` times warm-up."""
+        return rates_from_logits(self.layerdrop_logits, self.p * warmup_factor(self.num_updates, self.warmup_updates))
+
+    def score_surrogate(self, loss_per_token: torch.Tensor) -> torch.Tensor:
+        """REINFORCE term ``(loss - baseline) * log P(mask)`` for the last training draw.
+
+        Its gradient w.r.t. the logits is the score-function estimate of the
+        gradient of the expected loss; 0 if nothing was drawn.
+        """
+        if not self.learned or self.last_log_prob is None:
+            return loss_per_token.new_zeros(())
+        adv = update_baseline(self.layerdrop_baseline, loss_per_token)
+        log_prob, self.last_log_prob = self.last_log_prob, None
+        return adv.to(log_prob.dtype) * log_prob
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._rates_cache = None  # new logits
+        super()._load_from_state_dict(*args, **kwargs)
 
     # -- drawing ---------------------------------------------------------------------
     def _num_branches(self) -> int:
@@ -193,7 +231,11 @@ class LayerDropList(nn.ModuleList):
         """Next training mask ``(num_layers, num_branches)``; advances the micro-batch index."""
         seed = mask_seed(self.seed, self.num_updates, self.micro_batch, self._stack_id)
         self.micro_batch += 1
-        return draw_keep_mask(self.current_rates(), seed, self._num_branches(), self.allow_empty)
+        keep = draw_keep_mask(self.current_rates(), seed, self._num_branches(), self.allow_empty)
+        if self.learned:
+            logits = self.layerdrop_logits
+            self.last_log_prob = mask_log_prob(keep.to(logits.device, non_blocking=True), self.learned_rates())
+        return keep
 
     def plan(self, keep: torch.Tensor) -> List[Callable]:
         """Callables to run, one per original layer position, for a keep-mask."""
@@ -216,7 +258,7 @@ class LayerDropList(nn.ModuleList):
         return out
 
     def __iter__(self) -> Iterator[Callable]:
-        if not self.training or (self.p == 0.0 and self.granularity == "layer"):
+        if not self.training or (self.p == 0.0 and self.granularity == "layer" and not self.learned):
             if self.training:
                 self.last_layers_run = self.last_branches_run = len(self)
             return nn.ModuleList.__iter__(self)

@@ -39,6 +39,15 @@ class LayerDropOptions(FairseqDataclass):
     layerdrop_seed: Optional[int] = field(
         default=None, metadata={"help": "seed of the LayerDrop masks (default: --seed)"}
     )
+    layerdrop_learned_rates: bool = field(
+        default=False,
+        metadata={"help": "learn one drop rate per layer (mean fixed to --*-layerdrop) with a "
+                          "score-function estimator; the prune tool's 'learned' strategy keeps the "
+                          "layers with the lowest learned rates. Needs a *_layerdrop criterion"},
+    )
+    layerdrop_score_weight: float = field(
+        default=1.0, metadata={"help": "weight of the score-function term that trains learned rates"}
+    )
 
 
 def rate_type(value: str) -> float:
@@ -99,4 +108,5 @@ def stack_settings(cfg, stack: str) -> dict:
     if seed is None:
         seed = _get(cfg, "seed", 1)
     return dict(p=p, schedule=schedule, granularity=granularity, warmup_updates=warmup,
-                allow_empty=bool(_get(cfg, "layerdrop_allow_empty", False)), seed=int(seed))
+                allow_empty=bool(_get(cfg, "layerdrop_allow_empty", False)), seed=int(seed),
+                learned=bool(_get(cfg, "layerdrop_learned_rates", False)))

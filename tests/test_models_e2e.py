@@ -135,3 +135,19 @@ def test_bad_schedule_rate_combination_fails_before_training(mt_data, tmp_path):
     assert out.returncode != 0
     assert "too high for the linear schedule" in out.stderr
     assert not (tmp_path / "checkpoint_last.pt").exists()
+
+
+def test_learned_rates_train_save_and_survive_load_time_pruning(mt_data, tmp_path):
+    log = train(mt_data, tmp_path, "transformer_layerdrop_tiny", MT_ARGS,
+                ["--layerdrop-learned-rates", "--encoder-layerdrop", "0.3", "--decoder-layerdrop", "0.3"])
+    assert "ld_score" in log and "ld_encoder_rate_max" in log
+    ckpt = tmp_path / "checkpoint_last.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    logits = state["model"]["encoder.layers.layerdrop_logits"]
+    assert logits.shape == (6,) and logits.abs().sum() > 0  # trained away from the zero init
+    overrides = "{'encoder_layers_to_keep': '0,1,5', 'decoder_layers_to_keep': '0,2,3,4'}"
+    out = run_cli("fairseq-generate", [str(mt_data), "--user-dir", PLUGIN_DIR, "--path", str(ckpt),
+                                       "--model-overrides", overrides, "--beam", "2", "--cpu",
+                                       "--num-workers", "0", "--max-tokens", "2000", *EVAL_COMMON])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sum(line.startswith("H-") for line in out.stdout.splitlines()) == 20

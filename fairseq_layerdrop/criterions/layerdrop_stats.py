@@ -22,17 +22,33 @@ class LayerDropStatsMixin:
 
     def forward(self, model, sample, reduce=True):
         loss, sample_size, logging_output = super().forward(model, sample, reduce=reduce)
-        if model.training:
-            lists = getattr(self, "_ld_lists", None)
-            if lists is None or lists[0] is not model:
-                lists = self._ld_lists = (model, layerdrop_lists(model))
-            logging_output["ld_forwards"] = 1
-            for stack, layers in lists[1].items():
-                if layers.last_layers_run is not None:
-                    logging_output[f"ld_{stack}_layers"] = layers.last_layers_run
-                    if layers.granularity == "sublayer":
-                        logging_output[f"ld_{stack}_branches"] = layers.last_branches_run
+        if not model.training:
+            return loss, sample_size, logging_output
+        lists = getattr(self, "_ld_lists", None)
+        if lists is None or lists[0] is not model:
+            lists = self._ld_lists = (model, layerdrop_lists(model))
+        logging_output["ld_forwards"] = 1
+        learned = []
+        for stack, layers in lists[1].items():
+            if layers.last_layers_run is not None:
+                logging_output[f"ld_{stack}_layers"] = layers.last_layers_run
+                if layers.granularity == "sublayer":
+                    logging_output[f"ld_{stack}_branches"] = layers.last_branches_run
+            if layers.learned:
+                learned.append(layers)
+                rates = layers.current_rates()  # CPU copy, refreshed once per update
+                logging_output[f"ld_{stack}_rate_max"] = float(rates.max()) if rates.numel() else 0.0
+        if learned:
+            loss = loss + self._score_term(learned, loss, sample_size, logging_output)
         return loss, sample_size, logging_output
+
+    def _score_term(self, learned, loss, sample_size, logging_output):
+        """Score-function term that trains learned drop rates (value ~0, gradient only)."""
+        per_token = loss.detach() / max(float(sample_size), 1.0)
+        surrogate = sum(layers.score_surrogate(per_token) for layers in learned)
+        weight = getattr(learned[0], "score_weight", 1.0)
+        logging_output["ld_score"] = surrogate.detach()
+        return weight * float(sample_size) * surrogate
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:

@@ -30,9 +30,30 @@ def attach_layerdrop(module: nn.Module, cfg, stack: str) -> nn.Module:
             sublayer.check_sublayer_support(layer)
     module.layers = LayerDropList(layers, kind=stack, stack=stack, partial_forward=fwd,
                                   branch_count=count, **settings)
+    module.layers.score_weight = float(getattr(cfg, "layerdrop_score_weight", None) or 1.0)
     # fairseq's own list is gone; keep its attribute meaningful for code that reads it
     setattr(module, f"{stack}_layerdrop", settings["p"])
     return module
+
+
+def subset_learned_logits(state_dict, model_cfg):
+    """Load-time pruning (``--model-overrides`` ``*_layers_to_keep``) for learned drop logits.
+
+    fairseq's ``prune_state_dict`` renumbers ``.layers.N.`` keys but leaves
+    ``<stack>.layers.layerdrop_logits`` (one entry per original layer) whole.
+    """
+    if model_cfg is None:
+        return state_dict
+    out = None
+    for stack in ("encoder", "decoder"):
+        keep = getattr(model_cfg, f"{stack}_layers_to_keep", None)
+        key = f"{stack}.layers.layerdrop_logits"
+        if keep and key in state_dict:
+            out = dict(state_dict) if out is None else out
+            idx = sorted(int(i) for i in str(keep).split(","))
+            if len(idx) < state_dict[key].numel():
+                out[key] = state_dict[key][idx]
+    return state_dict if out is None else out
 
 
 def layerdrop_lists(model: nn.Module):
