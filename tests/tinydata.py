@@ -33,6 +33,7 @@ def _sentences(n: int, seed: int):
 def make_translation_data(root: Path) -> Path:
     """Binarized ``src -> tgt`` (reversed) data with a joined dictionary; returns the data dir."""
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     for i, (split, n) in enumerate(SPLITS.items()):
         sents = list(_sentences(n, seed=i))
         (root / f"{split}.src").write_text("".join(" ".join(s) + "\n" for s in sents))
@@ -48,6 +49,7 @@ def make_translation_data(root: Path) -> Path:
 def make_lm_data(root: Path) -> Path:
     """Binarized monolingual data (the target side of the toy task); returns the data dir."""
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     for i, (split, n) in enumerate(SPLITS.items()):
         sents = list(_sentences(n, seed=10 + i))
         (root / f"{split}.txt").write_text("".join(" ".join(s) + "\n" for s in sents))
