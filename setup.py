@@ -21,6 +21,7 @@ setup(
         "console_scripts": [
             "fairseq-layerdrop-prune = fairseq_layerdrop.cli.prune:main",
             "fairseq-layerdrop-sweep = fairseq_layerdrop.cli.sweep:main",
+            "fairseq-layerdrop-plot = fairseq_layerdrop.cli.plot:main",
         ]
     },
 )

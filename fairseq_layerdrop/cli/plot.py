@@ -1,0 +1,34 @@
+"""fairseq-layerdrop-plot: draw several sweeps (sweep.json files) on one figure.
+
+    fairseq-layerdrop-plot sweeps/*/sweep.json -o results/lm.png --title "kernel-doc LM"
+"""
+import argparse
+import json
+import sys
+
+from fairseq_layerdrop.plotting import plot_sweeps
+
+PROG = "fairseq-layerdrop-plot"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("sweeps", nargs="+", help="sweep.json files written by fairseq-layerdrop-sweep")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--title", default=None, help="title of the quality panel")
+    args = p.parse_args(argv)
+    rows = []
+    try:
+        for path in args.sweeps:
+            with open(path) as f:
+                rows += json.load(f)["rows"]
+        plot_sweeps(rows, args.output, args.title)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{PROG}: wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""fairseq-layerdrop-sweep: prune one checkpoint to many depths and evaluate each.
+
+For every requested depth the checkpoint is pruned with ``fairseq-layerdrop-prune``
+(any strategy) and scored with fairseq's own tools: BLEU (translation), ROUGE
+(summarization) from ``fairseq-generate``, perplexity (lm) from
+``fairseq-eval-lm``. Writes ``sweep.csv``, ``sweep.json`` and ``sweep.png``.
+
+    fairseq-layerdrop-sweep CKPT DATA_BIN --task translation --stack decoder \\
+        --depths all --strategy every-other --out-dir sweeps/mt_p02 --label "p=0.2"
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fairseq_layerdrop import evaluation
+from fairseq_layerdrop.checkpoint_stats import checkpoint_stats
+
+PROG = "fairseq-layerdrop-sweep"
+TASKS = ("translation", "summarization", "lm")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="full-depth checkpoint trained with LayerDrop (or not)")
+    p.add_argument("data", help="fairseq-preprocess'ed data directory")
+    p.add_argument("--task", choices=TASKS, required=True, help="which metric to compute")
+    p.add_argument("--stack", choices=("encoder", "decoder", "both"), default="decoder",
+                   help="stack(s) to prune; 'both' prunes both to the same depth")
+    p.add_argument("--depths", default="all", help="comma-separated depths, or 'all' (1..N)")
+    p.add_argument("--strategy", default="every-other", help="prune strategy (see fairseq-layerdrop-prune)")
+    p.add_argument("--prune-args", default="", help="extra arguments for fairseq-layerdrop-prune (quoted)")
+    p.add_argument("--out-dir", required=True, help="where pruned models and results go")
+    p.add_argument("--label", default=None, help="model name in the table and plot (default: file name)")
+    p.add_argument("--subset", default="test", help="data split to evaluate")
+    p.add_argument("--beam", type=int, default=5, help="beam size for generation")
+    p.add_argument("--max-tokens", type=int, default=4096, help="tokens per evaluation batch")
+    p.add_argument("--tokens-per-sample", type=int, default=128, help="LM context (eval-lm)")
+    p.add_argument("--post-process", default="sentencepiece", help="fairseq-generate --post-process")
+    p.add_argument("--gen-args", default="", help="extra fairseq-generate / fairseq-eval-lm arguments")
+    p.add_argument("--threads", type=int, default=0, help="OMP threads for evaluation (0: inherit)")
+    p.add_argument("--keep-models", action="store_true", help="keep the pruned checkpoints")
+    return p.parse_args(argv)
+
+
+def full_depths(ckpt: str) -> dict:
+    """``{stack: number of layers}`` read from the checkpoint's weights."""
+    return checkpoint_stats(ckpt)["layers"]
+
+
+def depth_list(spec: str, n: int) -> list:
+    if spec == "all":
+        return list(range(1, n + 1))
+    try:
+        depths = sorted({int(d) for d in spec.split(",")})
+    except ValueError:
+        raise ValueError(f"--depths must be 'all' or comma-separated integers, got {spec!r}") from None
+    bad = [d for d in depths if not 1 <= d <= n]
+    if bad:
+        raise ValueError(f"--depths {bad} out of range 1..{n}")
+    return depths
+
+
+def prune(args, depth: int, out: Path) -> None:
+    stacks = ("encoder", "decoder") if args.stack == "both" else (args.stack,)
+    cmd = [args.checkpoint, out, "--strategy", args.strategy, "--force"]
+    for stack in stacks:
+        cmd += [f"--{stack}-depth", depth]
+    evaluation.run_tool("fairseq-layerdrop-prune", cmd + args.prune_args.split())
+
+
+def evaluate(args, ckpt: Path) -> dict:
+    extra = args.gen_args.split()
+    if args.task == "lm":
+        return evaluation.eval_lm(str(ckpt), args.data, args.subset, args.tokens_per_sample,
+                                  args.max_tokens, extra, args.threads)
+    res = evaluation.generate(str(ckpt), args.data, args.subset, args.beam, args.max_tokens,
+                              args.post_process, extra, args.threads)
+    if args.task == "summarization":
+        res.update(evaluation.rouge_scores(res["hyps"], res["refs"]))
+    res.pop("hyps"), res.pop("refs")
+    return res
+
+
+def sweep(args) -> list:
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layers = full_depths(args.checkpoint)
+    stacks = [s for s in (("encoder", "decoder") if args.stack == "both" else (args.stack,))]
+    missing = [s for s in stacks if s not in layers]
+    if missing:
+        raise ValueError(f"the checkpoint has no {missing[0]} stack (it has: {', '.join(layers)})")
+    depths = depth_list(args.depths, min(layers[s] for s in stacks))
+    label = args.label or Path(args.checkpoint).stem
+    rows = []
+    for depth in tqdm(depths, desc=f"{label}: depths", unit="depth", file=sys.stderr):
+        pruned = out_dir / f"depth{depth}.pt"
+        prune(args, depth, pruned)
+        stats = checkpoint_stats(str(pruned))
+        start = time.perf_counter()
+        metrics = evaluate(args, pruned)
+        row = {"label": label, "task": args.task, "stack": args.stack, "strategy": args.strategy,
+               "depth": depth, "layers": json.dumps(stats["layers"]), "kept": json.dumps(stats["kept"]),
+               "params": stats["params"], "file_mb": round(stats["bytes"] / 2**20, 2),
+               "eval_wall_s": round(time.perf_counter() - start, 2), **metrics}
+        rows.append(row)
+        if not args.keep_models:
+            pruned.unlink()
+    return rows
+
+
+def write_results(rows: list, out_dir: Path) -> None:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with open(out_dir / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+    (out_dir / "sweep.json").write_text(json.dumps({"machine": meta, "rows": rows}, indent=1))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if not os.path.isfile(args.checkpoint):
+            raise ValueError(f"checkpoint not found: {args.checkpoint}")
+        rows = sweep(args)
+    except (ValueError, evaluation.EvalError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out_dir)
+    write_results(rows, out_dir)
+    from fairseq_layerdrop.plotting import plot_sweeps
+
+    plot_sweeps(rows, out_dir / "sweep.png")
+    print(f"{PROG}: {len(rows)} depths -> {out_dir / 'sweep.csv'}, {out_dir / 'sweep.png'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
