@@ -15,6 +15,7 @@ Empty stacks: unless ``allow_empty`` is set, a draw that would drop every layer
 (every branch in sublayer mode) keeps the single element whose uniform draw beat
 its rate by the largest margin, i.e. the one that came closest to surviving.
 """
+import logging
 import math
 import zlib
 from typing import Callable, Iterator, List, Optional, Sequence
@@ -24,6 +25,7 @@ from torch import nn
 
 from fairseq_layerdrop.learned import mask_log_prob, rates_from_logits, update_baseline
 
+logger = logging.getLogger(__name__)
 SCHEDULES = ("uniform", "linear", "exponential")
 GRANULARITIES = ("layer", "sublayer")
 # exponential schedule: the deepest layer is dropped this many times as often as the first
@@ -233,6 +235,10 @@ class LayerDropList(nn.ModuleList):
         self.micro_batch += 1
         keep = draw_keep_mask(self.current_rates(), seed, self._num_branches(), self.allow_empty)
         if self.learned:
+            if self.last_log_prob is not None and not getattr(self, "_warned_unused", False):
+                self._warned_unused = True
+                logger.warning("%s: learned LayerDrop rates get no gradient: train with a *_layerdrop "
+                               "criterion (e.g. label_smoothed_cross_entropy_layerdrop)", self.stack)
             logits = self.layerdrop_logits
             self.last_log_prob = mask_log_prob(keep.to(logits.device, non_blocking=True), self.learned_rates())
         return keep
