@@ -10,4 +10,9 @@ from fairseq_layerdrop.safe_load import register_safe_globals
 
 register_safe_globals()
 
-from fairseq_layerdrop import criterions, models  # noqa: E402,F401  (registration)
+try:
+    import fairseq  # noqa: F401
+except ImportError:  # the plain-torch core (layerdrop, learned, sublayer, pruning) needs no fairseq
+    fairseq = None
+if fairseq is not None:
+    from fairseq_layerdrop import criterions, models  # noqa: F401  (registration with fairseq)
