@@ -1,0 +1,1 @@
+"""Command-line tools of fairseq-layerdrop (thin ``main()`` functions)."""

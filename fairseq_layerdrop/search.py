@@ -1,0 +1,121 @@
+"""``--strategy search-on-valid``: greedy layer removal guided by validation loss (needs fairseq).
+
+Starting from the full model, each step tries removing every remaining layer of every stack
+that is still above its target depth, and removes the one whose absence gives the lowest
+validation loss; ties go to the earlier stack, then the lower index. The task and model are
+built once; a candidate is evaluated by swapping the stack's ``layers`` for a ``ModuleList``
+of the kept layers (the same modules, no reload), which is exactly the network a pruned
+checkpoint builds. The loss is the token-level negative log-likelihood in bits (base 2, as
+fairseq logs ``nll_loss``) over the first ``max_batches`` batches of the subset, in order.
+"""
+import contextlib
+import itertools
+import math
+import sys
+from collections import OrderedDict
+from typing import Dict, List
+
+import torch
+from omegaconf import OmegaConf, open_dict
+from torch import nn
+from tqdm import tqdm
+
+from fairseq import tasks, utils
+from fairseq_layerdrop.pruning import _LAYER, prune_state
+
+
+class ValidLoss:
+    """A model, its task and a fixed list of validation batches; ``loss(keep)`` in bits per token."""
+
+    def __init__(self, state: dict, data: str, subset: str = "valid", max_batches: int = 20,
+                 max_tokens: int = 4096):
+        # the stock network and config a pruned file will carry (LayerDrop plays no part in eval)
+        state = prune_state(state, {}, to_stock=True)
+        cfg = OmegaConf.create(state["cfg"], flags={"allow_objects": True})  # BART keeps a Namespace
+        with open_dict(cfg):
+            cfg.task.data = str(data)
+        self.task = tasks.setup_task(cfg.task)
+        self.task.load_dataset(subset, combine=False, epoch=1, task_cfg=cfg.task)
+        self.model = self.task.build_model(cfg.model, from_checkpoint=True)
+        self.model.load_state_dict(OrderedDict(state["model"]), strict=True, model_cfg=cfg.model)
+        self.model.eval()
+        itr = self.task.get_batch_iterator(
+            dataset=self.task.dataset(subset), max_tokens=max_tokens,
+            max_positions=utils.resolve_max_positions(self.task.max_positions(), self.model.max_positions()),
+            ignore_invalid_inputs=True, required_batch_size_multiple=1, seed=1, num_workers=0,
+        ).next_epoch_itr(shuffle=False)
+        self.batches = list(itertools.islice(itr, max_batches))
+        if not self.batches:
+            raise ValueError(f"no validation batches in {data} ({subset})")
+        self.pad = self.task.target_dictionary.pad()
+        self.owners = {}  # stack -> module owning ``layers``
+        for key in state["model"]:
+            match = _LAYER.search(key)
+            if match:
+                path = key[: match.start()]  # e.g. "encoder.sentence_encoder"
+                self.owners.setdefault(key.split(".", 1)[0], self.model.get_submodule(path))
+
+    @contextlib.contextmanager
+    def _subset(self, keep: Dict[str, List[int]]):
+        saved = {}
+        for stack, idx in keep.items():
+            owner = self.owners[stack]
+            saved[stack] = (owner.layers, getattr(owner, "num_layers", None))
+            owner.layers = nn.ModuleList([nn.ModuleList.__getitem__(owner.layers, i) for i in idx])
+            if saved[stack][1] is not None:
+                owner.num_layers = len(idx)
+        try:
+            yield
+        finally:
+            for stack, (layers, num) in saved.items():
+                self.owners[stack].layers = layers
+                if num is not None:
+                    self.owners[stack].num_layers = num
+
+    @torch.no_grad()
+    def loss(self, keep: Dict[str, List[int]]) -> float:
+        total, count = 0.0, 0
+        with self._subset(keep):
+            for sample in self.batches:
+                net_output = self.model(**sample["net_input"])
+                lprobs = self.model.get_normalized_probs(net_output, log_probs=True, sample=sample)
+                target = self.model.get_targets(sample, net_output)
+                mask = target.ne(self.pad)
+                nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+                total += nll[mask].double().sum().item()
+                count += int(mask.sum())
+        return total / max(count, 1) / math.log(2)
+
+
+def greedy_search(evaluator: ValidLoss, layers: Dict[str, int], targets: Dict[str, int],
+                  quiet: bool = False) -> (Dict[str, List[int]], list):
+    """Remove layers one at a time until each stack in ``targets`` has its target depth.
+
+    Returns the kept indices per searched stack and the history
+    ``[{"stack", "removed", "loss"}, ...]`` (the first entry, ``removed=None``, is the full model).
+    """
+    current = {stack: list(range(layers[stack])) for stack in targets}
+    out = sys.stdout
+    base = evaluator.loss(current)
+    history = [{"stack": None, "removed": None, "loss": base}]
+    print(f"search-on-valid: all layers: valid loss {base:.4f} bits/token", file=out)
+    bar = tqdm(total=0, desc="search-on-valid", unit="trial", file=sys.stderr, disable=quiet)
+    while any(len(current[s]) > targets[s] for s in targets):
+        candidates = [(s, i) for s in targets if len(current[s]) > targets[s] for i in current[s]]
+        bar.total += len(candidates)
+        bar.refresh()
+        best = None
+        for stack, i in candidates:
+            trial = dict(current, **{stack: [j for j in current[stack] if j != i]})
+            loss = evaluator.loss(trial)
+            bar.update(1)
+            if best is None or loss < best[0]:
+                best = (loss, stack, i)
+        loss, stack, i = best
+        current[stack].remove(i)
+        history.append({"stack": stack, "removed": i, "loss": loss})
+        bar.clear()
+        print(f"search-on-valid: removed {stack} layer {i}: valid loss {loss:.4f} bits/token "
+              f"(kept {stack} {current[stack]})", file=out)
+    bar.close()
+    return current, history
