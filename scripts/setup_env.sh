@@ -20,6 +20,13 @@ WANT=$(cat scripts/setup_env.sh requirements.txt setup.py | sha256sum | cut -c1-
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
   exit 0
 fi
+# one builder at a time: a second caller (e.g. two reproduce scripts) waits, then finds it done
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
+  exit 0
+fi
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 
@@ -42,9 +49,10 @@ PIP=(pip_install)
 # shellcheck disable=SC2086
 "${PIP[@]}" $TORCH_SPEC
 "${PIP[@]}" setuptools wheel cython "numpy<2"
-echo "[setup] building fairseq-fixed (a few minutes the first time; cached afterwards)" >&2
-"$VENV/bin/python" -c "import fairseq" 2>/dev/null || \
+if ! "$VENV/bin/python" -c "import fairseq" 2>/dev/null; then
+  echo "[setup] building fairseq-fixed (a few minutes the first time; cached afterwards)" >&2
   MAX_JOBS=2 "${PIP[@]}" --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
+fi
 "${PIP[@]}" -r requirements.txt
 "${PIP[@]}" --no-deps -e .
 "$VENV/bin/python" -c "import torch, fairseq, fairseq_layerdrop; print('[setup] torch', torch.__version__, 'fairseq', fairseq.__version__)" >&2
