@@ -34,4 +34,4 @@ def checkpoint_stats(path: str) -> dict:
                  and not k.endswith("version"))
     record = state.get("layerdrop_pruning") or {}
     return {"layers": layer_counts(model), "params": int(params), "bytes": os.path.getsize(path),
-            "kept": record.get("kept", {})}
+            "kept": record.get("kept", {}), "plain_config": record.get("plain_config", True)}

@@ -197,3 +197,28 @@ def test_console_script_and_module_entry_point(ckpt, tmp_path):
     bad = subprocess.run([script, ckpt, tmp_path / "c.pt", "--decoder-depth", "9"], capture_output=True,
                          text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+
+
+def test_writing_with_released_input_pages_keeps_every_value(tmp_path):
+    """The memory-saving writer drops the input's mapped pages after every write (every=1 here):
+    the output must still hold exactly the input's values, re-read from the file."""
+    from fairseq_layerdrop import checkpoint_io
+
+    src = tmp_path / "big.pt"
+    state = make_state(enc=4, dec=4)
+    state["model"]["extra.weight"] = torch.randn(512, 1024)  # 2 MB: spans many pages
+    torch.save(state, src)
+    loaded = checkpoint_io.load_checkpoint(src)
+    pages = checkpoint_io.mapped_pages(src)
+    assert pages.ranges, "the input should be memory-mapped"
+    new = pruning.prune_state(loaded, {"encoder": [0, 3]})
+    writer = checkpoint_io._ReleasingFile
+    try:
+        checkpoint_io._ReleasingFile = lambda f, p: writer(f, p, every=1)
+        checkpoint_io.atomic_save(new, tmp_path / "out.pt", release=pages)
+    finally:
+        checkpoint_io._ReleasingFile = writer
+    out = load(tmp_path / "out.pt")["model"]
+    assert torch.equal(out["extra.weight"], state["model"]["extra.weight"])
+    assert torch.equal(out["encoder.layers.1.fc1.weight"], state["model"]["encoder.layers.3.fc1.weight"])
+    assert torch.equal(loaded["model"]["extra.weight"], state["model"]["extra.weight"])  # mapping intact

@@ -163,6 +163,7 @@ def run(args) -> str:
         checkpoint_io.check_output_path(args.input, args.output, args.force)
     path = checkpoint_io.check_input_path(args.input)
     state = checkpoint_io.load_checkpoint(path, trust=args.trust_checkpoint)
+    pages = checkpoint_io.mapped_pages(path)  # the input's mapping, released while writing
     layers = pruning.layer_stacks(state["model"])
     cfg = pruning.saved_config(state)
     choose_layers(args, state, layers, cfg, search=False)  # raises on bad options, before any output
@@ -181,7 +182,7 @@ def run(args) -> str:
         return summary(new[pruning.PROVENANCE_KEY], params, (size, checkpoint_io.serialized_size(new)),
                        None, True)
     log(f"writing {args.output} (temporary file, then rename)")
-    checkpoint_io.atomic_save(new, args.output)
+    checkpoint_io.atomic_save(new, args.output, release=pages)
     return summary(new[pruning.PROVENANCE_KEY], params, (size, Path(args.output).stat().st_size),
                    args.output, False)
 

@@ -75,8 +75,10 @@ def prune(args, depth: int, out: Path) -> None:
     evaluation.run_tool("fairseq-layerdrop-prune", cmd + args.prune_args.split())
 
 
-def evaluate(args, ckpt: Path) -> dict:
+def evaluate(args, ckpt: Path, plain_config: bool = True) -> dict:
     extra = args.gen_args.split()
+    if not plain_config:  # BART keeps an argparse.Namespace (docs/pruning.md): the plugin allow-lists it
+        extra += ["--user-dir", str(Path(__file__).resolve().parents[1])]
     if args.task == "lm":
         return evaluation.eval_lm(str(ckpt), args.data, args.subset, args.tokens_per_sample,
                                   args.max_tokens, extra, args.threads)
@@ -104,7 +106,7 @@ def sweep(args) -> list:
         prune(args, depth, pruned)
         stats = checkpoint_stats(str(pruned))
         start = time.perf_counter()
-        metrics = evaluate(args, pruned)
+        metrics = evaluate(args, pruned, stats["plain_config"])
         row = {"label": label, "task": args.task, "stack": args.stack, "strategy": args.strategy,
                "depth": depth, "layers": json.dumps(stats["layers"]), "kept": json.dumps(stats["kept"]),
                "params": stats["params"], "file_mb": round(stats["bytes"] / 2**20, 2),
