@@ -62,6 +62,26 @@ def layerdrop_lists(model: nn.Module):
             if isinstance(m, LayerDropList)}
 
 
+def expose_learned_log_probs(model: nn.Module, output):
+    """Put the learned-rate mask log-probabilities of this forward into the model's output.
+
+    The score-function term of the criterion is the only user of the drop logits. Torch's DDP
+    with ``find_unused_parameters`` (fairseq's ``c10d`` backend) walks the autograd graph from
+    the forward's outputs: logits not reachable from there are declared unused, then receive
+    a gradient anyway ("Expected to mark a variable ready only once"). Listing the log-probs
+    under ``extra["layerdrop_log_prob"]`` of the ``(x, extra)`` output makes them reachable.
+    Nothing is computed here; a no-op outside training or without learned rates.
+    """
+    if not model.training or not isinstance(output, tuple) or len(output) < 2:
+        return output
+    extra = output[1]
+    log_probs = [m.last_log_prob for m in model.modules()
+                 if isinstance(m, LayerDropList) and m.last_log_prob is not None]
+    if log_probs and isinstance(extra, dict):
+        extra["layerdrop_log_prob"] = log_probs
+    return output
+
+
 def set_defaults(args, **values) -> None:
     """Architecture presets: fill options the user did not set (fairseq's getattr idiom)."""
     for name, value in values.items():
