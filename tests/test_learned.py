@@ -5,6 +5,7 @@ from torch import nn
 
 from fairseq_layerdrop.layerdrop import LayerDropList
 from fairseq_layerdrop.learned import keep_order, mask_log_prob, rates_from_logits, update_baseline
+from fairseq_layerdrop.pruning import learned_keep
 
 
 @pytest.mark.parametrize("p", [0.05, 0.2, 0.5, 0.8])
@@ -78,6 +79,9 @@ def test_learned_rates_find_the_useless_layers():
     assert rates.mean().item() == pytest.approx(0.5, abs=1e-6)
     assert sorted(keep_order(layers.layerdrop_logits, 0.5)[:3]) == [0, 2, 5]
     assert min(rates[[1, 3, 4]]).item() > max(rates[[0, 2, 5]]).item()
+    # the prune tool's "learned" strategy reads the same logits from a checkpoint's state dict
+    state = {f"encoder.layers.{k}": v for k, v in layers.state_dict().items()}
+    assert learned_keep(state, "encoder", 3, 0.5) == [0, 2, 5]
 
 
 def test_learned_logits_are_saved_and_strippable():
