@@ -8,7 +8,7 @@ import fairseq_layerdrop  # noqa: F401  (registration)
 from fairseq.criterions import CRITERION_REGISTRY
 from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.tasks import TASK_REGISTRY
-from tests.tinydata import PLUGIN_DIR, make_translation_data, run_cli
+from tests.tinydata import PLUGIN_DIR, run_cli
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
 
@@ -26,8 +26,8 @@ def test_config_names_registered_components(path):
     assert cfg.task._name in TASK_REGISTRY
 
 
-def test_tiny_translation_config_trains_with_hydra(tmp_path):
-    data = make_translation_data(tmp_path / "data")
+def test_tiny_translation_config_trains_with_hydra(mt_data, tmp_path):
+    data = mt_data
     out = run_cli("fairseq-hydra-train", [
         "--config-dir", str(CONFIGS[0].parents[1] / "translation"), "--config-name", "tiny_demo",
         f"task.data={data}", "task.source_lang=src", "task.target_lang=tgt", f"common.user_dir={PLUGIN_DIR}",

@@ -9,7 +9,7 @@ import pytest
 import torch.distributed as dist
 
 from tests.ddp_driver import expected_keep, launch, load, max_abs_diff
-from tests.tinydata import PLUGIN_DIR, make_lm_data, make_translation_data
+from tests.tinydata import PLUGIN_DIR
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with the gloo backend is not available")
@@ -30,12 +30,6 @@ WRAPPERS = {"c10d": "CPUDistributedDataParallel", "legacy_ddp": "LegacyDistribut
             "no_c10d": "LegacyDistributedDataParallel"}
 BACKEND_FLAGS = {"c10d": ["--ddp-backend", "c10d", "--find-unused-parameters"],
                  "legacy_ddp": ["--ddp-backend", "legacy_ddp"], "no_c10d": ["--ddp-backend", "no_c10d"]}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return {"mt": make_translation_data(tmp_path_factory.mktemp("mt")),
-            "lm": make_lm_data(tmp_path_factory.mktemp("lm"))}
 
 
 def run_two_ranks(tmp_path, data_dir, args, **kw):

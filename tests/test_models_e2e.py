@@ -1,27 +1,14 @@
 """End to end through the real fairseq command line: train each family, then evaluate."""
-import os
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.tinydata import FAIRSEQ_BIN, PLUGIN_DIR, make_lm_data, make_translation_data, run_cli
+from tests.tinydata import PLUGIN_DIR, run_cli
 
 TRAIN_COMMON = ["--optimizer", "adam", "--lr", "1e-3", "--max-update", "6", "--cpu", "--num-workers", "0",
                 "--log-interval", "1", "--log-format", "simple", "--no-epoch-checkpoints",
                 "--required-batch-size-multiple", "1", "--seed", "3"]
-
-
-@pytest.fixture(scope="module")
-def mt_data(tmp_path_factory):
-    return make_translation_data(tmp_path_factory.mktemp("mt"))
-
-
-@pytest.fixture(scope="module")
-def lm_data(tmp_path_factory):
-    return make_lm_data(tmp_path_factory.mktemp("lm"))
 
 
 def train(data, save_dir, arch, task_args, extra=()):

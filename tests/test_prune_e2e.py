@@ -11,21 +11,10 @@ import sys
 import pytest
 import torch
 
-from tests.helpers_fairseq import (EVAL_COMMON, PLUGIN_DIR, hypotheses, make_lm_data, make_translation_data,
-                                   run_cli, run_stock, to_argparse_era, train)
+from tests.helpers_fairseq import EVAL_COMMON, PLUGIN_DIR, hypotheses, run_cli, run_stock, to_argparse_era, train
 
 GEN = [*EVAL_COMMON, "--beam", "3", "--batch-size", "16", "--gen-subset", "test"]
 LM_EVAL = [*EVAL_COMMON, "--tokens-per-sample", "32", "--max-tokens", "1024", "--gen-subset", "test"]
-
-
-@pytest.fixture(scope="module")
-def mt_data(tmp_path_factory):
-    return make_translation_data(tmp_path_factory.mktemp("mt"))
-
-
-@pytest.fixture(scope="module")
-def lm_data(tmp_path_factory):
-    return make_lm_data(tmp_path_factory.mktemp("lm"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.ddp_driver import expected_keep, launch, load, max_abs_diff
-from tests.tinydata import PLUGIN_DIR, make_lm_data, make_translation_data
+from tests.tinydata import PLUGIN_DIR
 
 SEED, UPDATES, STOP = 3, 6, 3
 COMMON = ["--user-dir", PLUGIN_DIR, "--optimizer", "adam", "--lr", "1e-3", "--cpu", "--num-workers", "0",
@@ -29,12 +29,6 @@ SETUPS = {
                                                                         schedule="linear")),
 }
 TIMING_KEYS = {"wps", "ups", "wall", "train_wall", "gb_free"}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return {"mt": make_translation_data(tmp_path_factory.mktemp("mt")),
-            "lm": make_lm_data(tmp_path_factory.mktemp("lm"))}
 
 
 def train(prefix, data_dir, save_dir, args, max_update):

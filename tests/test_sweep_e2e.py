@@ -2,14 +2,7 @@
 import csv
 import json
 
-import pytest
-
-from tests.helpers_fairseq import PLUGIN_DIR, make_lm_data, make_translation_data, run_cli, train
-
-
-@pytest.fixture(scope="module")
-def mt_data(tmp_path_factory):
-    return make_translation_data(tmp_path_factory.mktemp("mt"))
+from tests.helpers_fairseq import PLUGIN_DIR, run_cli, train
 
 
 def sweep(ckpt, data, out_dir, *opts):
@@ -39,8 +32,8 @@ def test_translation_sweep_over_both_stacks(mt_data, tmp_path):
     assert "depths" in out.stderr  # the progress bar
 
 
-def test_language_model_sweep_and_bad_depth(tmp_path):
-    data = make_lm_data(tmp_path / "lm")
+def test_language_model_sweep_and_bad_depth(lm_data, tmp_path):
+    data = lm_data
     ckpt = train(data, tmp_path / "ckpt", "lm", "transformer_lm_layerdrop_tiny",
                  ["--decoder-layerdrop", "0.3", "--max-update", "20"], user_dir=PLUGIN_DIR)
     rows, _ = sweep(ckpt, data, tmp_path / "sweep", "--task", "lm", "--depths", "1,4", "--tokens-per-sample", "32")
