@@ -12,8 +12,9 @@ env:
 demo: env
 	bash scripts/demo.sh
 
+# two pytest workers, one thread each (fairseq tools started by the tests are single-threaded too)
 test: env
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: env
 	bash benchmarks/run_all.sh

@@ -1,7 +1,11 @@
 """Toy data sets shared by every end-to-end test of a run (built once, never written to)."""
 import pytest
+import torch
 
 from tests.tinydata import make_lm_data, make_translation_data
+
+# one thread per test process: `make test` runs two workers on two cores
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
