@@ -12,6 +12,7 @@ DATA_BIN="$OUT/data-bin"
 train mt66_p02 --task translation --source-lang en --target-lang de --max-tokens 2048 \
   --arch transformer_layerdrop_tiny --encoder-embed-dim 128 --encoder-ffn-embed-dim 512 \
   --decoder-embed-dim 128 --decoder-ffn-embed-dim 512 --share-all-embeddings --dropout 0.1 \
+  --encoder-normalize-before --decoder-normalize-before \
   --encoder-layerdrop 0.2 --decoder-layerdrop 0.2 \
   --criterion label_smoothed_cross_entropy_layerdrop --label-smoothing 0.1 --optimizer adam \
   --adam-betas "(0.9,0.98)" --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 200 \

@@ -15,18 +15,17 @@ DATA_BIN="$OUT/data-bin"
 MT=(--task translation --source-lang en --target-lang de --max-tokens 2048
     --arch transformer_layerdrop_tiny --encoder-embed-dim 128 --encoder-ffn-embed-dim 512
     --decoder-embed-dim 128 --decoder-ffn-embed-dim 512 --encoder-attention-heads 4
-    --decoder-attention-heads 4 --share-all-embeddings --dropout 0.1 --encoder-layers 6
+    --decoder-attention-heads 4 --encoder-normalize-before --decoder-normalize-before
+    --share-all-embeddings --dropout 0.1 --encoder-layers 6
     --criterion label_smoothed_cross_entropy_layerdrop --label-smoothing 0.1 --optimizer adam
     --adam-betas "(0.9,0.98)" --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 200
     --max-update "$UPDATES")
 train mt66_p0 "${MT[@]}" --decoder-layers 6 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
-train mt66_p02 "${MT[@]}" --decoder-layers 6 --encoder-layerdrop 0.2 --decoder-layerdrop 0.2
 train mt66_p05 "${MT[@]}" --decoder-layers 6 --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
 train mt63_scratch "${MT[@]}" --decoder-layers 3 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
 
 EVAL=(--task translation --stack decoder --beam 5 --max-tokens 8000)
 sweep mt66_p0 "6-6 p=0" all "${EVAL[@]}"
-sweep mt66_p02 "6-6 p=0.2" all "${EVAL[@]}"
 sweep mt66_p05 "6-6 p=0.5" all "${EVAL[@]}"
 sweep mt63_scratch "6-3 scratch" 3 "${EVAL[@]}"
 report "LibreOffice help EN-DE: test BLEU vs decoder depth"
