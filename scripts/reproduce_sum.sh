@@ -8,7 +8,7 @@
 source "$(dirname "$0")/reproduce_common.sh"
 DATA_SRC=${DATA_SRC:-data/embedded/sum_debian}
 OUT=${OUT:-work/reproduce_sum}
-UPDATES=${UPDATES:-600}
+UPDATES=${UPDATES:-500}
 DATA_BIN="$OUT/data-bin"
 [[ -f "$DATA_BIN/dict.doc.txt" ]] || bash scripts/prepare_data.sh sum "$DATA_SRC" "$DATA_BIN"
 
