@@ -21,7 +21,11 @@ from torch import nn
 from tqdm import tqdm
 
 from fairseq import tasks, utils
+import fairseq_layerdrop
 from fairseq_layerdrop.pruning import _LAYER, prune_state
+
+
+fairseq_layerdrop.register()  # plugin architectures without a stock name are built here
 
 
 class ValidLoss:
