@@ -1,4 +1,5 @@
 """Plots of depth sweeps: quality vs depth for several models, speed in a second panel."""
+import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,6 +17,7 @@ def plot_sweeps(rows, out_png, title=None) -> Path:
     """One line per ``label``: metric vs kept depth (left), tokens/s vs depth (right)."""
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's root logger would print font lookups
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -26,15 +26,30 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def pivot(rows, metric: str) -> str:
+    """Depths down, models across: ``metric`` per (depth, model), plus parameters and tokens/s."""
+    labels = list(dict.fromkeys(row["label"] for row in rows))
+    depths = sorted({row["depth"] for row in rows})
+    cell = {(row["depth"], row["label"]): row for row in rows}
+    lines = ["| layers kept | " + " | ".join(labels) + " | params | tok/s |", "|" + "---|" * (len(labels) + 3)]
+    for d in depths:
+        any_row = next(cell[(d, lab)] for lab in labels if (d, lab) in cell)
+        values = [fmt(cell[(d, lab)][metric]) if (d, lab) in cell else "" for lab in labels]
+        lines.append(f"| {d} | " + " | ".join(values) + f" | {fmt(any_row['params'])} | "
+                     f"{fmt(any_row.get('tokens_per_s'))} |")
+    return "\n".join(lines)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep.json files")
+    p.add_argument("--pivot", metavar="METRIC", help="one row per depth, one column per model (e.g. ppl, bleu)")
     args = p.parse_args()
     rows = []
     for path in args.sweeps:
         with open(path) as f:
             rows += json.load(f)["rows"]
-    print(table(rows))
+    print(pivot(rows, args.pivot) if args.pivot else table(rows))
 
 
 if __name__ == "__main__":
