@@ -72,11 +72,14 @@ def expose_learned_log_probs(model: nn.Module, output):
     under ``extra["layerdrop_log_prob"]`` of the ``(x, extra)`` output makes them reachable.
     Nothing is computed here; a no-op outside training or without learned rates.
     """
-    if not model.training or not isinstance(output, tuple) or len(output) < 2:
+    learned = model.__dict__.get("_layerdrop_learned_lists")
+    if learned is None:  # found once: no module walk on the training hot path
+        learned = [m for m in model.modules() if isinstance(m, LayerDropList) and m.learned]
+        model.__dict__["_layerdrop_learned_lists"] = learned
+    if not learned or not model.training or not isinstance(output, tuple) or len(output) < 2:
         return output
     extra = output[1]
-    log_probs = [m.last_log_prob for m in model.modules()
-                 if isinstance(m, LayerDropList) and m.last_log_prob is not None]
+    log_probs = [m.last_log_prob for m in learned if m.last_log_prob is not None]
     if log_probs and isinstance(extra, dict):
         extra["layerdrop_log_prob"] = log_probs
     return output
