@@ -3,7 +3,7 @@
 # Trains an 8-layer LM with LayerDrop p = 0 (baseline), 0.2 and 0.5 and a 4-layer LM from
 # scratch, all for the same number of updates; then prunes the 8-layer models to every depth
 # ("every other" rule) and measures test perplexity with fairseq-eval-lm.
-#   bash scripts/reproduce_lm.sh            # ~30 min on 2 cores; results in work/reproduce_lm/results
+#   bash scripts/reproduce_lm.sh            # 70 min measured with two such jobs sharing 2 cores; results in work/reproduce_lm/results
 # Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, UPDATES, OMP_NUM_THREADS.
 source "$(dirname "$0")/reproduce_common.sh"
 DATA_SRC=${DATA_SRC:-data/embedded/lm_kernel}
