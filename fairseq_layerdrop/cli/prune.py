@@ -91,23 +91,22 @@ def requested_layers(args, layers: dict):
     return keep, targets, how
 
 
-def choose_layers(args, state: dict, layers: dict, cfg: dict, search: bool):
-    """``(keep, strategy per stack, extra provenance)``; with ``search=False`` search-on-valid
-    only checks its options (it runs after the file is verified)."""
+def choose_layers(args, state: dict, layers: dict, cfg: dict):
+    """``(keep, strategy per stack, depths left to search)``. every-other and learned are decided
+    here; for search-on-valid only its options are checked (the search runs once the file is
+    verified, see :func:`run`)."""
     keep, targets, how = requested_layers(args, layers)
-    strategy, extra = args.strategy or "every-other", {}
+    strategy = args.strategy or "every-other"
     if strategy == "every-other":
         keep.update({s: pruning.every_other(layers[s], d) for s, d in targets.items()})
     elif strategy == "learned":
         model_cfg = cfg.get("model") or {}
         keep.update({s: pruning.learned_keep(state["model"], s, d, model_cfg.get(f"{s}_layerdrop"))
                      for s, d in targets.items()})
-    elif not search:
-        _check_search_options(args)
     else:
-        keep_found, extra["search"] = _search(args, state, layers, targets)
-        keep.update(keep_found)
-    return keep, how, extra
+        _check_search_options(args)
+        return keep, how, targets
+    return keep, how, {}
 
 
 def _check_search_options(args):
@@ -166,7 +165,7 @@ def run(args) -> str:
     pages = checkpoint_io.mapped_pages(path)  # the input's mapping, released while writing
     layers = pruning.layer_stacks(state["model"])
     cfg = pruning.saved_config(state)
-    choose_layers(args, state, layers, cfg, search=False)  # raises on bad options, before any output
+    keep, how, to_search = choose_layers(args, state, layers, cfg)  # bad options raise before any output
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"{PROG}: {msg}", file=sys.stderr))
     log(f"loaded {path} (memory-mapped, {'TRUSTED full pickle' if args.trust_checkpoint else 'safe loader'}); "
         f"architecture {pruning.model_arch(cfg)}; layers " + ", ".join(f"{s} {n}" for s, n in layers.items()))
@@ -174,7 +173,10 @@ def run(args) -> str:
     with tqdm(total=size, unit="B", unit_scale=True, desc="verify + sha256", file=sys.stderr,
               disable=args.quiet, leave=False) as bar:
         sha = checkpoint_io.hash_and_verify(path, progress=bar.update)
-    keep, how, extra = choose_layers(args, state, layers, cfg, search=True)
+    extra = {}
+    if to_search:
+        found, extra["search"] = _search(args, state, layers, to_search)
+        keep.update(found)
     new = pruning.prune_state(state, keep, strategy=how, to_stock=not args.keep_plugin_arch,
                               source_sha256=sha, source_name=path.name, extra_record=extra)
     params = (pruning.count_parameters(state["model"]), pruning.count_parameters(new["model"]))

@@ -74,7 +74,7 @@ def expose_learned_log_probs(model: nn.Module, output):
     """
     learned = model.__dict__.get("_layerdrop_learned_lists")
     if learned is None:  # found once: no module walk on the training hot path
-        learned = [m for m in model.modules() if isinstance(m, LayerDropList) and m.learned]
+        learned = [m for m in layerdrop_lists(model).values() if m.learned]
         model.__dict__["_layerdrop_learned_lists"] = learned
     if not learned or not model.training or not isinstance(output, tuple) or len(output) < 2:
         return output
