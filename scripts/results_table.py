@@ -34,7 +34,7 @@ def pivot(rows, metric: str) -> str:
     lines = ["| layers kept | " + " | ".join(labels) + " | params | tok/s |", "|" + "---|" * (len(labels) + 3)]
     for d in depths:
         any_row = next(cell[(d, lab)] for lab in labels if (d, lab) in cell)
-        values = [fmt(cell[(d, lab)][metric]) if (d, lab) in cell else "" for lab in labels]
+        values = [fmt(cell[(d, lab)].get(metric, "")) if (d, lab) in cell else "" for lab in labels]
         lines.append(f"| {d} | " + " | ".join(values) + f" | {fmt(any_row['params'])} | "
                      f"{fmt(any_row.get('tokens_per_s'))} |")
     return "\n".join(lines)
@@ -47,8 +47,13 @@ def main():
     args = p.parse_args()
     rows = []
     for path in args.sweeps:
-        with open(path) as f:
-            rows += json.load(f)["rows"]
+        try:
+            with open(path) as f:
+                rows += json.load(f)["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            p.exit(2, f"{p.prog}: error: {path}: not a readable sweep.json ({type(err).__name__}: {err})\n")
+    if args.pivot and not any(args.pivot in row for row in rows):
+        p.exit(2, f"{p.prog}: error: --pivot {args.pivot}: no such metric in these sweeps\n")
     print(pivot(rows, args.pivot) if args.pivot else table(rows))
 
 
