@@ -1,43 +1,96 @@
 # Shared steps of scripts/reproduce_*.sh (sourced, not run).
-# Train several small models on the same data, sweep every depth of each, table + plot.
+# Train several small models on the same data to their validation plateau, sweep every depth of
+# each, then table + plots.
+#
+# Resumable: a stopped run is started again with the same command; fairseq-train continues from
+# checkpoint_last.pt (saved every SAVE_EVERY updates), finished trainings and sweeps are skipped.
+# Parallel: JOBS=2 starts two workers of the same script (one thread each); they share the list
+# of trainings through lock files, so each model is trained once. A worker of the same script
+# can also be added by hand: WORKER=2 OMP_NUM_THREADS=1 bash scripts/reproduce_lm.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup_env.sh
 BIN="$ROOT/.venv/bin"
+JOBS=${JOBS:-1}
+SAVE_EVERY=${SAVE_EVERY:-250}
+if [[ -n "${WORKER:-}" || "$JOBS" -gt 1 ]]; then export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2} PYTHONWARNINGS=ignore
 
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+log() { echo "[$(date +%H:%M:%S)${WORKER:+ w$WORKER}] $*" >&2; }
 
-# train NAME ARGS...: fairseq-train into $OUT/ckpt/NAME unless it already finished
+# lock FILE: take an exclusive lock on fd 8 without waiting; fails if another worker holds it
+lock() { exec 8>"$1"; flock -n 8; }
+unlock() { flock -u 8; exec 8>&-; }
+
+# train NAME ARGS...: fairseq-train into $OUT/ckpt/NAME unless it already finished (or another
+# worker is training it). Early stopping comes from the caller's --patience / --max-update.
 train() {
   local name=$1; shift
   local dir="$OUT/ckpt/$name"
-  if [[ -f "$dir/checkpoint_last.pt" && -f "$dir/.done" ]]; then log "train $name: done before"; return; fi
   mkdir -p "$dir"
-  log "train $name"
-  local start=$SECONDS
+  if [[ -f "$dir/.done" ]]; then log "train $name: done before"; return; fi
+  if ! lock "$dir/.lock"; then log "train $name: another worker has it"; return; fi
+  if [[ -f "$dir/.done" ]]; then unlock; return; fi
+  log "train $name${WORKER:+ (worker $WORKER)}$([[ -f "$dir/checkpoint_last.pt" ]] && echo ": resuming")"
+  local start=$SECONDS rc=0
   "$BIN/fairseq-train" "$DATA_BIN" --user-dir "$ROOT/fairseq_layerdrop" --save-dir "$dir" \
     --cpu --num-workers 0 --required-batch-size-multiple 1 --no-epoch-checkpoints \
-    --log-format simple --log-interval 100 --seed 1 "$@" > "$dir/train.log" 2>&1
-  echo $((SECONDS - start)) > "$dir/train_seconds"
+    --save-interval-updates "$SAVE_EVERY" --keep-interval-updates 1 \
+    --log-format simple --log-interval 100 --seed 1 "$@" >> "$dir/train.log" 2>&1 || rc=$?
+  echo $((SECONDS - start)) >> "$dir/train_seconds"  # one line per sitting; summed in the report
+  if [[ $rc -ne 0 ]]; then unlock; log "train $name failed (exit $rc), see $dir/train.log"; return "$rc"; fi
+  rm -f "$dir"/checkpoint_*_*.pt  # mid-epoch resume points, not needed once finished
+  "$BIN/python" scripts/curves.py "$dir/train.log" --name "$name" -o "$OUT/curves/$name.json" >/dev/null
   touch "$dir/.done"
+  unlock
   log "train $name: $((SECONDS - start)) s, $(grep -o 'valid on .valid. subset | loss [0-9.]*' "$dir/train.log" | tail -1)"
 }
 
-# sweep NAME LABEL DEPTHS ARGS...: fairseq-layerdrop-sweep of $OUT/ckpt/NAME
-sweep() {
-  local name=$1 label=$2 depths=$3; shift 3
-  log "sweep $name ($depths)"
-  "$BIN/fairseq-layerdrop-sweep" "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" --depths "$depths" \
-    --out-dir "$OUT/sweeps/$name" --label "$label" --threads "$OMP_NUM_THREADS" "$@"
+# wait_trained NAME: block until no worker trains NAME; fail if it did not finish
+wait_trained() {
+  local dir="$OUT/ckpt/$1"
+  exec 7>"$dir/.lock"; flock 7; exec 7>&-
+  [[ -f "$dir/.done" ]] || { log "training $1 did not finish"; return 1; }
 }
 
+# sweep NAME LABEL DEPTHS ARGS...: fairseq-layerdrop-sweep of $OUT/ckpt/NAME/checkpoint_best.pt
+sweep() {
+  local name=$1 label=$2 depths=$3; shift 3
+  local dir="$OUT/sweeps/$name"
+  mkdir -p "$dir"
+  if [[ -f "$dir/.done" ]]; then log "sweep $name: done before"; return; fi
+  wait_trained "$name"
+  if ! lock "$dir/.lock"; then log "sweep $name: another worker has it"; return; fi
+  log "sweep $name ($depths)"
+  "$BIN/fairseq-layerdrop-sweep" "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" --depths "$depths" \
+    --out-dir "$dir" --label "$label" --threads "$OMP_NUM_THREADS" "$@"
+  touch "$dir/.done"
+  unlock
+}
+
+# report TITLE: table, plots and wall times once every sweep is written
 report() {
-  local title=$1
+  local title=$1 d
+  for d in "$OUT"/sweeps/*/; do exec 7>"$d/.lock"; flock 7; exec 7>&-; done
   mkdir -p "$OUT/results"
   "$BIN/fairseq-layerdrop-plot" "$OUT"/sweeps/*/sweep.json -o "$OUT/results/depth_sweep.png" --title "$title"
+  "$BIN/python" scripts/curves.py --plot "$OUT/results/valid_curves.png" "$OUT"/curves/*.json
   "$BIN/python" scripts/results_table.py "$OUT"/sweeps/*/sweep.json | tee "$OUT/results/table.md"
-  for d in "$OUT"/ckpt/*/; do echo "$(basename "$d"): trained in $(cat "$d/train_seconds") s"; done \
-    | tee "$OUT/results/train_times.txt"
+  "$BIN/python" scripts/curves.py --summary "$OUT"/curves/*.json | tee "$OUT/results/training.md"
+}
+
+# run_all TITLE: run the caller's `jobs` function in JOBS workers, then report
+run_all() {
+  local title=$1 i pids=() rc=0
+  if [[ -n "${WORKER:-}" ]]; then jobs_list; return; fi   # a worker started by hand or by us
+  if [[ "$JOBS" -gt 1 ]]; then
+    for i in $(seq 2 "$JOBS"); do WORKER=$i bash "$0" & pids+=($!); done
+    WORKER=1 jobs_list || rc=$?
+    for i in "${pids[@]}"; do wait "$i" || rc=$?; done
+    [[ $rc -eq 0 ]] || { log "a worker failed (exit $rc)"; return "$rc"; }
+  else
+    jobs_list
+  fi
+  report "$title"
 }

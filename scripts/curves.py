@@ -1,0 +1,117 @@
+"""Validation curves of fairseq-train runs: parse, summarise, plot.
+
+    python scripts/curves.py work/x/ckpt/lm8_p0/train.log --name lm8_p0 -o curves/lm8_p0.json
+    python scripts/curves.py --summary curves/*.json          # markdown: best epoch, stop reason
+    python scripts/curves.py --plot valid_curves.png curves/*.json
+
+A run counts as converged when fairseq stopped it early (``--patience`` validations without a
+new best validation loss); a run that reached ``--max-update`` first is marked "cap reached".
+Logs of resumed runs hold several sittings: a validation repeated after a resume (same update
+count) is kept once, the later one.
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+VALID = re.compile(r"\| valid on 'valid' subset \| (.*)$")
+FIELD = re.compile(r"(\w+) ([-+0-9.e]+|inf|nan)(?: \||$)")
+EARLY_STOP = "early stop since valid performance hasn't improved"
+
+
+def parse_log(text: str) -> dict:
+    """``{"points": [{epoch, num_updates, loss, nll_loss, ppl}], "early_stop": bool}``."""
+    by_update = {}
+    for line in text.splitlines():
+        match = VALID.search(line)
+        if not match:
+            continue
+        fields = dict(FIELD.findall(match.group(1) + " |"))
+        epoch = re.search(r"\| epoch (\d+) \|", line)
+        point = {"epoch": int(epoch.group(1)) if epoch else None,
+                 "num_updates": int(float(fields["num_updates"]))}
+        for key in ("loss", "nll_loss", "ppl"):
+            if key in fields:
+                point[key] = float(fields[key])
+        by_update[point["num_updates"]] = point
+    return {"points": [by_update[k] for k in sorted(by_update)], "early_stop": EARLY_STOP in text}
+
+
+def summarise(run: dict) -> dict:
+    points = run["points"]
+    if not points:
+        return {"name": run["name"], "validations": 0}
+    best = min(points, key=lambda p: p["loss"])
+    return {"name": run["name"], "validations": len(points), "updates": points[-1]["num_updates"],
+            "best_updates": best["num_updates"], "best_loss": best["loss"],
+            "best_nll_loss": best.get("nll_loss"), "best_ppl": best.get("ppl"),
+            "stopped": "early stop (plateau)" if run["early_stop"] else "cap reached",
+            "train_seconds": run.get("train_seconds")}
+
+
+def summary_table(runs) -> str:
+    lines = ["| run | updates | best at | best valid loss | valid ppl | stopped by | train time |",
+             "|---|---|---|---|---|---|---|"]
+    for s in map(summarise, runs):
+        if not s["validations"]:
+            lines.append(f"| {s['name']} | 0 | | | | no validation yet | |")
+            continue
+        secs = s["train_seconds"]
+        wall = f"{secs / 60:.0f} min" if secs is not None else ""
+        ppl = f"{s['best_ppl']:.2f}" if s["best_ppl"] is not None else ""
+        lines.append(f"| {s['name']} | {s['updates']} | {s['best_updates']} | {s['best_loss']:.3f} | "
+                     f"{ppl} | {s['stopped']} | {wall} |")
+    return "\n".join(lines)
+
+
+def plot(runs, out_png: str) -> None:
+    import logging
+
+    import matplotlib
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for run in runs:
+        pts = run["points"]
+        ax.plot([p["num_updates"] for p in pts], [p["loss"] for p in pts], marker=".", label=run["name"])
+    ax.set(xlabel="updates", ylabel="validation loss (bits/token)", title="validation curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("inputs", nargs="+", help="a train.log (with -o) or curve .json files")
+    p.add_argument("--name", help="run name stored in the JSON (default: the log's directory)")
+    p.add_argument("-o", "--output", help="write the parsed curve of one train.log here (JSON)")
+    p.add_argument("--summary", action="store_true", help="print a markdown table of curve files")
+    p.add_argument("--plot", metavar="PNG", help="plot the curve files")
+    args = p.parse_args(argv)
+    if args.output:
+        log = Path(args.inputs[0])
+        run = parse_log(log.read_text(encoding="utf-8", errors="replace"))
+        run["name"] = args.name or log.parent.name
+        seconds = log.parent / "train_seconds"
+        if seconds.is_file():
+            run["train_seconds"] = sum(int(x) for x in seconds.read_text().split())
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(run, indent=1))
+        print(json.dumps(summarise(run)))
+        return 0
+    runs = [json.loads(Path(f).read_text()) for f in args.inputs]
+    if args.plot:
+        plot(runs, args.plot)
+    if args.summary:
+        print(summary_table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+# Training recipes shared by scripts/demo.sh and scripts/reproduce_*.sh (sourced): model size,
+# optimiser and batch in one place, so the README's demo and reproductions train the same models.
+# Depth, LayerDrop rate, seed and stopping rule are added by each script.
+
+# Language model on kernel-doc prose: d = 128, FFN 512, 4 heads, tied input/output embeddings.
+LM_TOKENS_PER_SAMPLE=128
+LM_RECIPE=(--task language_modeling --tokens-per-sample "$LM_TOKENS_PER_SAMPLE" --sample-break-mode none
+  --max-tokens 2048 --arch transformer_lm_layerdrop_tiny --decoder-embed-dim 128
+  --decoder-ffn-embed-dim 512 --decoder-attention-heads 4 --share-decoder-input-output-embed
+  --dropout 0.1 --criterion cross_entropy_layerdrop --optimizer adam --adam-betas "(0.9,0.98)"
+  --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 200)
+
+# Translation EN->DE on LibreOffice help (sentencepiece 4k joint vocabulary): pre-norm 6-layer
+# encoder, d = 128, FFN 512, 4 heads, all embeddings shared; label smoothing 0.1.
+MT_SPM_VOCAB=4000
+MT_RECIPE=(--task translation --source-lang en --target-lang de --max-tokens 4096
+  --arch transformer_layerdrop_tiny --encoder-embed-dim 128 --encoder-ffn-embed-dim 512
+  --decoder-embed-dim 128 --decoder-ffn-embed-dim 512 --encoder-attention-heads 4
+  --decoder-attention-heads 4 --encoder-normalize-before --decoder-normalize-before
+  --share-all-embeddings --dropout 0.1 --encoder-layers 6
+  --criterion label_smoothed_cross_entropy_layerdrop --label-smoothing 0.1 --optimizer adam
+  --adam-betas "(0.9,0.98)" --lr 3e-3 --lr-scheduler inverse_sqrt --warmup-updates 400
+  --clip-norm 1.0)
