@@ -3,7 +3,8 @@
 # each, then table + plots.
 #
 # Resumable: a stopped run is started again with the same command; fairseq-train continues from
-# checkpoint_last.pt (saved every SAVE_EVERY updates), finished trainings and sweeps are skipped.
+# checkpoint_last.pt (saved and validated once per epoch, so patience counts epochs; a stop loses
+# at most the epoch in progress), finished trainings and sweeps are skipped.
 # Parallel: JOBS=2 starts two workers of the same script (one thread each); they share the list
 # of trainings through lock files, so each model is trained once. A worker of the same script
 # can also be added by hand: WORKER=2 OMP_NUM_THREADS=1 bash scripts/reproduce_lm.sh
@@ -13,7 +14,6 @@ cd "$ROOT"
 bash scripts/setup_env.sh
 BIN="$ROOT/.venv/bin"
 JOBS=${JOBS:-1}
-SAVE_EVERY=${SAVE_EVERY:-250}
 if [[ -n "${WORKER:-}" || "$JOBS" -gt 1 ]]; then export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2} PYTHONWARNINGS=ignore
 
@@ -36,11 +36,9 @@ train() {
   local start=$SECONDS rc=0
   "$BIN/fairseq-train" "$DATA_BIN" --user-dir "$ROOT/fairseq_layerdrop" --save-dir "$dir" \
     --cpu --num-workers 0 --required-batch-size-multiple 1 --no-epoch-checkpoints \
-    --save-interval-updates "$SAVE_EVERY" --keep-interval-updates 1 \
     --log-format simple --log-interval 100 --seed 1 "$@" >> "$dir/train.log" 2>&1 || rc=$?
   echo $((SECONDS - start)) >> "$dir/train_seconds"  # one line per sitting; summed in the report
   if [[ $rc -ne 0 ]]; then unlock; log "train $name failed (exit $rc), see $dir/train.log"; return "$rc"; fi
-  rm -f "$dir"/checkpoint_*_*.pt  # mid-epoch resume points, not needed once finished
   "$BIN/python" scripts/curves.py "$dir/train.log" --name "$name" -o "$OUT/curves/$name.json" >/dev/null
   touch "$dir/.done"
   unlock
