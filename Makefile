@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: env demo test bench clean-env
+.PHONY: env demo test lint bench clean-env
 
 env:
 	bash scripts/setup_env.sh
@@ -15,6 +15,10 @@ demo: env
 # two pytest workers, one thread each (fairseq tools started by the tests are single-threaded too)
 test: env
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
+
+# pyflakes errors, import order, unused names (ruff, pinned in requirements.txt; rules in ruff.toml)
+lint: env
+	$(PY) -m ruff check fairseq_layerdrop scripts benchmarks tests
 
 bench: env
 	bash benchmarks/run_all.sh

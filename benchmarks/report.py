@@ -52,7 +52,7 @@ def train_tables(res):
                     "sublayer_over_layer_p0.5"):
             out.append(f"| {key} | - | {ci(r[key + '_raw'])} |")
         out.append("")
-    out.append(f"LayerDrop bookkeeping per forward of a 12-layer stack (p = 0.5, no layer compute): "
+    out.append("LayerDrop bookkeeping per forward of a 12-layer stack (p = 0.5, no layer compute): "
                + ", ".join(f"{k} {v} us" for k, v in res["iteration_overhead_us"].items()) + ".")
     return out
 

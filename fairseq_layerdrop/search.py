@@ -16,14 +16,13 @@ from collections import OrderedDict
 from typing import Dict, List
 
 import torch
+from fairseq import tasks, utils
 from omegaconf import OmegaConf, open_dict
 from torch import nn
 from tqdm import tqdm
 
-from fairseq import tasks, utils
 import fairseq_layerdrop
 from fairseq_layerdrop.pruning import _LAYER, prune_state
-
 
 fairseq_layerdrop.register()  # plugin architectures without a stock name are built here
 

@@ -2,12 +2,12 @@
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
-import fairseq_layerdrop  # noqa: F401  (registration)
 from fairseq.criterions import CRITERION_REGISTRY
 from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.tasks import TASK_REGISTRY
+from omegaconf import OmegaConf
+
+import fairseq_layerdrop  # noqa: F401  (registration)
 from tests.tinydata import PLUGIN_DIR, run_cli
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))

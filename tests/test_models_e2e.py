@@ -61,8 +61,9 @@ def test_load_time_pruning_still_works(mt_data, mt_model):
 
 def test_alignment_layer_indexes_original_positions(mt_model):
     """fairseq's built-in list renumbers survivors, losing the alignment layer; ours keeps it."""
-    import fairseq_layerdrop  # noqa: F401  (registers the models, allow-lists Namespace)
     from fairseq import checkpoint_utils
+
+    import fairseq_layerdrop  # noqa: F401  (registers the models, allow-lists Namespace)
 
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(mt_model[0])])
     model = models[0].train()

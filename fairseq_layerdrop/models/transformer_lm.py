@@ -16,8 +16,12 @@ from fairseq.models.transformer_lm import (
 )
 from omegaconf import II
 
-from fairseq_layerdrop.models.common import (attach_layerdrop, expose_learned_log_probs, set_defaults,
-                                             subset_learned_logits)
+from fairseq_layerdrop.models.common import (
+    attach_layerdrop,
+    expose_learned_log_probs,
+    set_defaults,
+    subset_learned_logits,
+)
 from fairseq_layerdrop.options import LayerDropOptions, tighten_parser
 
 
