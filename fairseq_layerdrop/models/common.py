@@ -30,7 +30,8 @@ def attach_layerdrop(module: nn.Module, cfg, stack: str) -> nn.Module:
             sublayer.check_sublayer_support(layer)
     module.layers = LayerDropList(layers, kind=stack, stack=stack, partial_forward=fwd,
                                   branch_count=count, **settings)
-    module.layers.score_weight = float(getattr(cfg, "layerdrop_score_weight", None) or 1.0)
+    weight = getattr(cfg, "layerdrop_score_weight", None)
+    module.layers.score_weight = 1.0 if weight is None else float(weight)  # 0 is a valid weight
     # fairseq's own list is gone; keep its attribute meaningful for code that reads it
     setattr(module, f"{stack}_layerdrop", settings["p"])
     return module
