@@ -58,9 +58,12 @@ def subset_learned_logits(state_dict, model_cfg):
 
 
 def layerdrop_lists(model: nn.Module):
-    """``{stack_name: LayerDropList}`` for every LayerDrop stack in ``model``."""
-    return {name.rsplit(".layers", 1)[0] or "model": m for name, m in model.named_modules()
-            if isinstance(m, LayerDropList)}
+    """``{stack: LayerDropList}`` for every LayerDrop stack in ``model``.
+
+    Keyed by the list's own stack name (``"encoder"``, ``"decoder"``), not by its module path,
+    which a data-parallel wrapper prefixes with ``module.`` (the log columns must not change).
+    """
+    return {m.stack: m for m in model.modules() if isinstance(m, LayerDropList)}
 
 
 def expose_learned_log_probs(model: nn.Module, output):
