@@ -10,11 +10,7 @@ UPDATES=${UPDATES:-1000}
 DATA_BIN="$OUT/data-bin"
 [[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm data/embedded/lm_kernel "$DATA_BIN"
 
-train lm8_p05 --task language_modeling --tokens-per-sample 128 --sample-break-mode none \
-  --max-tokens 2048 --arch transformer_lm_layerdrop_tiny --decoder-layers 8 --decoder-embed-dim 128 \
-  --decoder-ffn-embed-dim 512 --decoder-attention-heads 4 --share-decoder-input-output-embed \
-  --dropout 0.1 --decoder-layerdrop 0.5 --criterion cross_entropy_layerdrop --optimizer adam \
-  --adam-betas "(0.9,0.98)" --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 200 \
-  --max-update "$UPDATES"
-sweep lm8_p05 "8L p=0.5" all --task lm --stack decoder --tokens-per-sample 128
+source scripts/recipes.sh
+train lm8_p05 "${LM_RECIPE[@]}" --decoder-layers 8 --decoder-layerdrop 0.5 --max-update "$UPDATES"
+sweep lm8_p05 "8L p=0.5" all --task lm --stack decoder --tokens-per-sample "$LM_TOKENS_PER_SAMPLE"
 report "demo: kernel-doc LM, test perplexity vs depth (one model, pruned without fine-tuning)"

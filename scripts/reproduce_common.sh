@@ -52,15 +52,15 @@ wait_trained() {
   [[ -f "$dir/.done" ]] || { log "training $1 did not finish"; return 1; }
 }
 
-# sweep NAME LABEL DEPTHS ARGS...: fairseq-layerdrop-sweep of $OUT/ckpt/NAME/checkpoint_best.pt
+# sweep NAME[:TAG] LABEL DEPTHS ARGS...: fairseq-layerdrop-sweep of $OUT/ckpt/NAME/checkpoint_best.pt
+# into $OUT/sweeps/NAME (NAME_TAG with a tag: a second sweep of the same model, e.g. another strategy)
 sweep() {
-  local name=$1 label=$2 depths=$3; shift 3
-  local dir="$OUT/sweeps/$name"
+  local name=${1%%:*} dir="$OUT/sweeps/${1//:/_}" label=$2 depths=$3; shift 3
   mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "sweep $name: done before"; return; fi
   wait_trained "$name"
   if ! lock "$dir/.lock"; then log "sweep $name: another worker has it"; return; fi
-  log "sweep $name ($depths)"
+  log "sweep $(basename "$dir") ($depths)"
   "$BIN/fairseq-layerdrop-sweep" "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" --depths "$depths" \
     --out-dir "$dir" --label "$label" --threads "$OMP_NUM_THREADS" "$@"
   touch "$dir/.done"

@@ -24,6 +24,8 @@ jobs_list() {
   local EVAL=(--task translation --stack decoder --beam 5 --max-tokens 8000)
   sweep mt66_p0 "6-6 p=0" all "${EVAL[@]}"
   sweep mt66_p02 "6-6 p=0.2" all "${EVAL[@]}"
+  sweep mt66_p02:search "6-6 p=0.2 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
+    --prune-args "--data $DATA_BIN"
   sweep mt66_p05 "6-6 p=0.5" all "${EVAL[@]}"
   sweep mt63_scratch "6-3 scratch" 3 "${EVAL[@]}"
 }
