@@ -23,7 +23,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import torch
 from torch import nn
 
-from fairseq_layerdrop.learned import mask_log_prob, rates_from_logits, update_baseline
+from fairseq_layerdrop.learned import mask_log_prob, rate_offset, rates_from_logits, update_baseline
 
 logger = logging.getLogger(__name__)
 SCHEDULES = ("uniform", "linear", "exponential")
@@ -179,7 +179,7 @@ class LayerDropList(nn.ModuleList):
         self.last_branches_run: Optional[int] = None
         self.learned = bool(learned)
         self.last_log_prob: Optional[torch.Tensor] = None  # learned mode: log P(last mask)
-        self._rates_cache = None  # learned mode: (num_updates, CPU rates)
+        self._rates_cache = None  # learned mode: (num_updates, CPU rates, CPU offset)
         if self.learned:
             # plugin-only names (prefix ``layerdrop_``): the pruning tool strips them for stock fairseq
             self.layerdrop_logits = nn.Parameter(torch.zeros(len(self)))
@@ -193,19 +193,30 @@ class LayerDropList(nn.ModuleList):
 
     def current_rates(self) -> torch.Tensor:
         """Per-layer drop rates in force now (schedule or learned, times warm-up), CPU float64."""
-        factor = warmup_factor(self.num_updates, self.warmup_updates)
         if not self.learned:
-            return self._base_rates * factor
-        # learned rates change once per update (optimizer step): one device->host copy per update
+            return self._base_rates * warmup_factor(self.num_updates, self.warmup_updates)
+        return self._learned_update()[0]
+
+    def _learned_update(self):
+        """``(rates, offset)`` of this update, both on the CPU, found once per update.
+
+        The logits change only at the optimizer step, between updates: one device->host copy of
+        them per update, and the bisection for the offset runs here, on the CPU, not per forward.
+        """
         if self._rates_cache is None or self._rates_cache[0] != self.num_updates:
-            with torch.no_grad():
-                rates = rates_from_logits(self.layerdrop_logits.detach().double().cpu(), self.p * factor)
-            self._rates_cache = (self.num_updates, rates)
-        return self._rates_cache[1]
+            mean = self.p * warmup_factor(self.num_updates, self.warmup_updates)
+            theta = self.layerdrop_logits.detach().double().cpu()
+            offset = rate_offset(theta, mean) if 0.0 < mean < 1.0 else None
+            self._rates_cache = (self.num_updates, rates_from_logits(theta, mean, offset), offset)
+        return self._rates_cache[1:]
 
     def learned_rates(self) -> torch.Tensor:
-        """Differentiable drop rates from the logits (learned mode), mean ``p`` times warm-up."""
-        return rates_from_logits(self.layerdrop_logits, self.p * warmup_factor(self.num_updates, self.warmup_updates))
+        """Differentiable drop rates from the logits (learned mode), mean ``p`` times warm-up.
+
+        Pure tensor ops on the logits' device with this update's offset: no host-device sync.
+        """
+        mean = self.p * warmup_factor(self.num_updates, self.warmup_updates)
+        return rates_from_logits(self.layerdrop_logits, mean, self._learned_update()[1])
 
     def score_surrogate(self, loss_per_token: torch.Tensor) -> torch.Tensor:
         """REINFORCE term ``(loss - baseline) * log P(mask)`` for the last training draw.

@@ -17,38 +17,49 @@ implemented as a surrogate term that the criterion adds to the loss (its value
 is ~0 on average; only its gradient matters). At inference the model keeps the
 ``r`` layers with the lowest learned rate, the same for every input.
 """
+from typing import Optional
+
 import torch
 from torch import Tensor
 
 _BISECTION_STEPS = 60
 
 
-def rates_from_logits(logits: Tensor, mean_rate: float) -> Tensor:
+def rate_offset(logits: Tensor, mean_rate: float) -> Tensor:
+    """The shift ``tau`` with ``mean(sigmoid(logits + tau)) == mean_rate``, a 0-dim float64 tensor.
+
+    Bisection in tensor ops on ``logits``' device, without reading a value back (no ``.item()``);
+    the layer list runs it once per update on a CPU copy. ``mean_rate`` must be in (0, 1).
+    """
+    theta = logits.detach().double()
+    lo = -theta.max() - 40.0  # mean sigmoid ~ 0
+    hi = -theta.min() + 40.0  # mean sigmoid ~ 1
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        below = torch.sigmoid(theta + mid).mean() < mean_rate
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def rates_from_logits(logits: Tensor, mean_rate: float, offset: Optional[Tensor] = None) -> Tensor:
     """Per-layer drop rates from logits, with ``rates.mean() == mean_rate`` exactly.
 
-    Differentiable in ``logits`` (including through the normalising shift).
-    ``mean_rate`` 0 or 1 gives all-zero or all-one rates.
+    Differentiable in ``logits`` (including through the normalising shift). ``offset``: the
+    shift from :func:`rate_offset` for these logits, if already known (a CPU 0-dim tensor is
+    fine with logits on any device: torch reads it as a scalar). ``mean_rate`` 0 or 1 gives
+    all-zero or all-one rates.
     """
     if mean_rate <= 0.0:
         return torch.zeros_like(logits)
     if mean_rate >= 1.0:
         return torch.ones_like(logits)
+    tau0 = rate_offset(logits, mean_rate) if offset is None else offset
     with torch.no_grad():
-        theta = logits.detach().double()
-        lo = -theta.max().item() - 40.0  # mean sigmoid ~ 0
-        hi = -theta.min().item() + 40.0  # mean sigmoid ~ 1
-        for _ in range(_BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            if torch.sigmoid(theta + mid).mean().item() < mean_rate:
-                lo = mid
-            else:
-                hi = mid
-        tau0 = 0.5 * (lo + hi)
-        s = torch.sigmoid(theta + tau0)
+        s = torch.sigmoid(logits.detach().double() + tau0)
         w = (s * (1 - s)).to(logits.dtype)
         w = w / w.sum().clamp_min(1e-12)
     # value: tau0; gradient: the implicit derivative of the constraint
-    tau = tau0 - (w * (logits - logits.detach())).sum()
+    tau = tau0.to(logits.dtype) - (w * (logits - logits.detach())).sum()
     return torch.sigmoid(logits + tau)
 
 

@@ -89,3 +89,34 @@ def test_learned_logits_are_saved_and_strippable():
     keys = set(layers.state_dict())
     assert {"layerdrop_logits", "layerdrop_baseline"} <= keys
     assert all(k.startswith("layerdrop_") for k in keys)
+
+
+def test_training_forwards_make_no_host_device_sync(monkeypatch):
+    """The rate offset is found once per update on a CPU copy of the logits; a forward only reuses it."""
+    layers = LayerDropList([nn.Identity() for _ in range(6)], 0.4, kind="encoder", stack="encoder",
+                           learned=True).train()
+    with torch.no_grad():
+        layers.layerdrop_logits.copy_(torch.linspace(-1, 1, 6))
+    counts = {"item": 0, "cpu": 0}
+    item, cpu = torch.Tensor.item, torch.Tensor.cpu
+
+    def counting(name, fn):
+        def wrapper(self, *args, **kwargs):
+            counts[name] += 1
+            return fn(self, *args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(torch.Tensor, "item", counting("item", item))
+    monkeypatch.setattr(torch.Tensor, "cpu", counting("cpu", cpu))
+    for update in range(3):
+        layers.set_num_updates(update)
+        for _ in range(4):  # --update-freq 4: four forwards per update
+            x = torch.zeros(2)
+            for step in layers:
+                x = step(x)
+            layers.score_surrogate(torch.tensor(1.0)).backward()
+    assert counts == {"item": 0, "cpu": 3}  # one device->host copy per update, none per forward
+    monkeypatch.undo()
+    # the reused offset gives the rates (and the gradient) of a fresh bisection
+    expected = rates_from_logits(layers.layerdrop_logits, 0.4)
+    assert torch.allclose(layers.learned_rates(), expected, atol=1e-12)
