@@ -282,6 +282,7 @@ def iteration_overhead(quick: bool) -> Dict:
 
     from fairseq_layerdrop import sublayer
     from fairseq_layerdrop.layerdrop import LayerDropList
+    from fairseq_layerdrop.settings import LayerDropSettings
 
     reps = 200 if quick else 5000
 
@@ -289,7 +290,7 @@ def iteration_overhead(quick: bool) -> Dict:
         layers = [torch.nn.Linear(1, 1) for _ in range(12)]
         if kind == "stock":
             return LayerDropModuleList(0.5, layers).train()
-        return LayerDropList(layers, 0.5, kind="encoder", stack="encoder", granularity=kind,
+        return LayerDropList(layers, LayerDropSettings("encoder", 0.5, granularity=kind),
                              partial_forward=sublayer.encoder_partial_forward,
                              branch_count=sublayer.encoder_branch_count).train()
 

@@ -4,7 +4,7 @@ LayerDrop (Fan, Grave & Joulin, ICLR 2020) skips whole transformer layers (or
 their residual branches) at random during training, so that one model can later
 be cut to any depth. This module holds all the maths; fairseq only appears in
 ``fairseq_layerdrop/models``, which build stacks and hand them to
-:class:`LayerDropList`.
+:class:`LayerDropList` with the stack's validated :class:`~fairseq_layerdrop.settings.LayerDropSettings`.
 
 Determinism: the mask of a forward pass is a pure function of
 ``(seed, num_updates, micro_batch, stack, layer)``, drawn from a freshly seeded
@@ -16,7 +16,6 @@ Empty stacks: unless ``allow_empty`` is set, a draw that would drop every layer
 its rate by the largest margin, i.e. the one that came closest to surviving.
 """
 import logging
-import math
 import zlib
 from typing import Callable, Iterator, List, Optional, Sequence
 
@@ -24,21 +23,12 @@ import torch
 from torch import nn
 
 from fairseq_layerdrop.learned import mask_log_prob, rate_offset, rates_from_logits, update_baseline
+from fairseq_layerdrop.settings import LayerDropSettings
 
 logger = logging.getLogger(__name__)
-SCHEDULES = ("uniform", "linear", "exponential")
-GRANULARITIES = ("layer", "sublayer")
 # exponential schedule: the deepest layer is dropped this many times as often as the first
 EXPONENTIAL_RATIO = 4.0
 _MASK64 = (1 << 64) - 1
-
-
-def check_rate(p: float, name: str = "layerdrop") -> float:
-    """Return ``p`` as float if it is a probability, else raise ``ValueError``."""
-    p = float(p)
-    if not (0.0 <= p <= 1.0) or math.isnan(p):
-        raise ValueError(f"{name} must be in [0, 1], got {p}")
-    return p
 
 
 def layer_rates(p: float, num_layers: int, schedule: str = "uniform") -> List[float]:
@@ -46,20 +36,20 @@ def layer_rates(p: float, num_layers: int, schedule: str = "uniform") -> List[fl
 
     ``uniform``: every layer ``p``. ``linear``: proportional to depth ``l + 1``
     (as stochastic depth). ``exponential``: growing geometrically with depth, the
-    last layer ``EXPONENTIAL_RATIO`` times the first. Raises ``ValueError`` when a
-    shaped schedule would need a rate above 1 to keep the mean at ``p``.
+    last layer ``EXPONENTIAL_RATIO`` times the first. ``p`` and ``schedule`` are checked by
+    :class:`LayerDropSettings`; raises ``ValueError`` when a shaped schedule would need a rate
+    above 1 to keep the mean at ``p`` (that depends on the number of layers).
     """
-    p = check_rate(p)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown layerdrop schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     if num_layers < 1:
         return []
     if schedule == "uniform" or num_layers == 1:
         return [p] * num_layers
     if schedule == "linear":
         shape = [float(i + 1) for i in range(num_layers)]
-    else:
+    elif schedule == "exponential":
         shape = [EXPONENTIAL_RATIO ** (i / (num_layers - 1)) for i in range(num_layers)]
+    else:
+        raise ValueError(f"unknown layerdrop_schedule {schedule!r}")
     mean = sum(shape) / num_layers
     rates = [p * s / mean for s in shape]
     if max(rates) > 1.0 + 1e-9:
@@ -136,7 +126,7 @@ class LayerDropList(nn.ModuleList):
     residual branches. Keeping positions means a decoder's ``alignment_layer``
     still refers to the layer the user asked for. In eval every layer runs.
 
-    ``kind`` is ``"encoder"`` or ``"decoder"`` (what a skipped layer returns);
+    ``settings`` says how (rates, schedule, granularity, ...);
     ``partial_forward(layer, keep_branches, *args, **kwargs)`` is required in
     sublayer mode and ``branch_count(layer)`` says how many branches a layer has.
     """
@@ -144,43 +134,23 @@ class LayerDropList(nn.ModuleList):
     def __init__(
         self,
         layers: Sequence[nn.Module],
-        p: float,
-        *,
-        kind: str,
-        stack: str,
-        seed: int = 1,
-        schedule: str = "uniform",
-        granularity: str = "layer",
-        warmup_updates: int = 0,
-        allow_empty: bool = False,
+        settings: LayerDropSettings,
         partial_forward: Optional[Callable] = None,
         branch_count: Optional[Callable[[nn.Module], int]] = None,
-        learned: bool = False,
     ):
         super().__init__(layers)
-        if kind not in SKIP_FUNCTIONS:
-            raise ValueError(f"kind must be 'encoder' or 'decoder', got {kind!r}")
-        if granularity not in GRANULARITIES:
-            raise ValueError(
-                f"unknown layerdrop granularity {granularity!r}; choose from {', '.join(GRANULARITIES)}"
-            )
-        if granularity == "sublayer" and (partial_forward is None or branch_count is None):
+        if settings.granularity == "sublayer" and (partial_forward is None or branch_count is None):
             raise ValueError("sublayer granularity needs partial_forward and branch_count")
-        if warmup_updates < 0:
-            raise ValueError(f"layerdrop warmup updates must be >= 0, got {warmup_updates}")
-        self.p, self.kind, self.stack, self.seed = check_rate(p), kind, stack, int(seed)
-        self.schedule, self.granularity = schedule, granularity
-        self.warmup_updates, self.allow_empty = int(warmup_updates), bool(allow_empty)
+        self.settings = settings
         self.partial_forward, self.branch_count = partial_forward, branch_count
-        self._base_rates = torch.tensor(layer_rates(self.p, len(self), schedule), dtype=torch.float64)
-        self._stack_id = stack_id(stack)
+        self._base_rates = torch.tensor(layer_rates(settings.p, len(self), settings.schedule), dtype=torch.float64)
+        self._stack_id = stack_id(settings.stack)
         self.num_updates, self.micro_batch = 0, 0
         self.last_layers_run: Optional[int] = None  # layers with >= 1 branch computed, last training forward
         self.last_branches_run: Optional[int] = None
-        self.learned = bool(learned)
         self.last_log_prob: Optional[torch.Tensor] = None  # learned mode: log P(last mask)
         self._rates_cache = None  # learned mode: (num_updates, CPU rates, CPU offset)
-        if self.learned:
+        if settings.learned:
             # plugin-only names (prefix ``layerdrop_``): the pruning tool strips them for stock fairseq
             self.layerdrop_logits = nn.Parameter(torch.zeros(len(self)))
             self.register_buffer("layerdrop_baseline", torch.tensor(float("nan")))
@@ -191,10 +161,13 @@ class LayerDropList(nn.ModuleList):
         if num_updates != self.num_updates:
             self.num_updates, self.micro_batch = int(num_updates), 0
 
+    def _mean_rate(self) -> float:
+        return self.settings.p * warmup_factor(self.num_updates, self.settings.warmup_updates)
+
     def current_rates(self) -> torch.Tensor:
         """Per-layer drop rates in force now (schedule or learned, times warm-up), CPU float64."""
-        if not self.learned:
-            return self._base_rates * warmup_factor(self.num_updates, self.warmup_updates)
+        if not self.settings.learned:
+            return self._base_rates * warmup_factor(self.num_updates, self.settings.warmup_updates)
         return self._learned_update()[0]
 
     def _learned_update(self):
@@ -204,7 +177,7 @@ class LayerDropList(nn.ModuleList):
         them per update, and the bisection for the offset runs here, on the CPU, not per forward.
         """
         if self._rates_cache is None or self._rates_cache[0] != self.num_updates:
-            mean = self.p * warmup_factor(self.num_updates, self.warmup_updates)
+            mean = self._mean_rate()
             theta = self.layerdrop_logits.detach().double().cpu()
             offset = rate_offset(theta, mean) if 0.0 < mean < 1.0 else None
             self._rates_cache = (self.num_updates, rates_from_logits(theta, mean, offset), offset)
@@ -215,8 +188,7 @@ class LayerDropList(nn.ModuleList):
 
         Pure tensor ops on the logits' device with this update's offset: no host-device sync.
         """
-        mean = self.p * warmup_factor(self.num_updates, self.warmup_updates)
-        return rates_from_logits(self.layerdrop_logits, mean, self._learned_update()[1])
+        return rates_from_logits(self.layerdrop_logits, self._mean_rate(), self._learned_update()[1])
 
     def score_surrogate(self, loss_per_token: torch.Tensor) -> torch.Tensor:
         """REINFORCE term ``(loss - baseline) * log P(mask)`` for the last training draw.
@@ -224,7 +196,7 @@ class LayerDropList(nn.ModuleList):
         Its gradient w.r.t. the logits is the score-function estimate of the
         gradient of the expected loss; 0 if nothing was drawn.
         """
-        if not self.learned or self.last_log_prob is None:
+        if not self.settings.learned or self.last_log_prob is None:
             return loss_per_token.new_zeros(())
         adv = update_baseline(self.layerdrop_baseline, loss_per_token)
         log_prob, self.last_log_prob = self.last_log_prob, None
@@ -236,31 +208,31 @@ class LayerDropList(nn.ModuleList):
 
     # -- drawing ---------------------------------------------------------------------
     def _num_branches(self) -> int:
-        if self.granularity == "layer" or len(self) == 0:
+        if self.settings.granularity == "layer" or len(self) == 0:
             return 1
         return max(self.branch_count(layer) for layer in nn.ModuleList.__iter__(self))
 
     def draw(self) -> torch.Tensor:
         """Next training mask ``(num_layers, num_branches)``; advances the micro-batch index."""
-        seed = mask_seed(self.seed, self.num_updates, self.micro_batch, self._stack_id)
+        seed = mask_seed(self.settings.seed, self.num_updates, self.micro_batch, self._stack_id)
         self.micro_batch += 1
-        keep = draw_keep_mask(self.current_rates(), seed, self._num_branches(), self.allow_empty)
-        if self.learned:
+        keep = draw_keep_mask(self.current_rates(), seed, self._num_branches(), self.settings.allow_empty)
+        if self.settings.learned:
             if self.last_log_prob is not None and not getattr(self, "_warned_unused", False):
                 self._warned_unused = True
                 logger.warning("%s: learned LayerDrop rates get no gradient: train with a *_layerdrop "
-                               "criterion (e.g. label_smoothed_cross_entropy_layerdrop)", self.stack)
+                               "criterion (e.g. label_smoothed_cross_entropy_layerdrop)", self.settings.stack)
             logits = self.layerdrop_logits
             self.last_log_prob = mask_log_prob(keep.to(logits.device, non_blocking=True), self.learned_rates())
         return keep
 
     def plan(self, keep: torch.Tensor) -> List[Callable]:
         """Callables to run, one per original layer position, for a keep-mask."""
-        skip = SKIP_FUNCTIONS[self.kind]
+        skip = SKIP_FUNCTIONS[self.settings.stack]
         rows = keep.tolist()
         out, layers_run, branches_run = [], 0, 0
         for layer, row in zip(nn.ModuleList.__iter__(self), rows):
-            if self.granularity == "sublayer":
+            if self.settings.granularity == "sublayer":
                 row = row[: self.branch_count(layer)]
             n = sum(row)
             layers_run += n > 0
@@ -275,7 +247,8 @@ class LayerDropList(nn.ModuleList):
         return out
 
     def __iter__(self) -> Iterator[Callable]:
-        if not self.training or (self.p == 0.0 and self.granularity == "layer" and not self.learned):
+        s = self.settings
+        if not self.training or (s.p == 0.0 and s.granularity == "layer" and not s.learned):
             if self.training:
                 self.last_layers_run = self.last_branches_run = len(self)
             return nn.ModuleList.__iter__(self)
@@ -284,8 +257,9 @@ class LayerDropList(nn.ModuleList):
     def __repr__(self) -> str:
         # torch's ModuleList.__repr__ iterates self; show every layer, never a random subset
         lines = [f"  ({i}): " + repr(m).replace("\n", "\n  ") for i, m in self._modules.items()]
-        head = (f"LayerDropList(p={self.p}, stack={self.stack}, schedule={self.schedule}, "
-                f"granularity={self.granularity}, warmup_updates={self.warmup_updates})")
+        s = self.settings
+        head = (f"LayerDropList(p={s.p}, stack={s.stack}, schedule={s.schedule}, "
+                f"granularity={s.granularity}, warmup_updates={s.warmup_updates})")
         return head + "(\n" + "\n".join(lines) + "\n)" if lines else head + "()"
 
 

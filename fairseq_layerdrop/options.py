@@ -11,7 +11,7 @@ from typing import Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from fairseq_layerdrop.layerdrop import GRANULARITIES, SCHEDULES, check_rate
+from fairseq_layerdrop.settings import GRANULARITIES, SCHEDULES, LayerDropSettings, check_rate
 
 RATE_OPTIONS = ("--encoder-layerdrop", "--decoder-layerdrop")
 
@@ -86,27 +86,21 @@ def _get(cfg, name, default=None):
     return default if value is None else value
 
 
-def stack_settings(cfg, stack: str) -> dict:
-    """Validated keyword arguments for :class:`LayerDropList` from a model config.
+def stack_settings(cfg, stack: str) -> LayerDropSettings:
+    """The :class:`LayerDropSettings` of ``stack`` (``"encoder"`` / ``"decoder"``) from a model config.
 
-    ``cfg`` is an argparse Namespace or an OmegaConf node; raises ``ValueError``
-    with a one-line message for bad values (hydra configs skip argparse checks).
+    ``cfg`` is an argparse Namespace or an OmegaConf node. Only reads the options (an unset one
+    takes its default; ``--layerdrop-seed`` defaults to ``--seed``): the settings object checks
+    the values and raises ``ValueError`` with a one-line message (hydra configs skip argparse).
     """
-    p = check_rate(_get(cfg, f"{stack}_layerdrop", 0.0), f"{stack}_layerdrop")
-    schedule = str(_get(cfg, "layerdrop_schedule", "uniform"))
-    granularity = str(_get(cfg, "layerdrop_granularity", "layer"))
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown layerdrop_schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
-    if granularity not in GRANULARITIES:
-        raise ValueError(
-            f"unknown layerdrop_granularity {granularity!r}; choose from {', '.join(GRANULARITIES)}"
-        )
-    warmup = int(_get(cfg, "layerdrop_warmup_updates", 0))
-    if warmup < 0:
-        raise ValueError(f"layerdrop_warmup_updates must be >= 0, got {warmup}")
-    seed = _get(cfg, "layerdrop_seed", None)
-    if seed is None:
-        seed = _get(cfg, "seed", 1)
-    return dict(p=p, schedule=schedule, granularity=granularity, warmup_updates=warmup,
-                allow_empty=bool(_get(cfg, "layerdrop_allow_empty", False)), seed=int(seed),
-                learned=bool(_get(cfg, "layerdrop_learned_rates", False)))
+    seed = _get(cfg, "layerdrop_seed")
+    return LayerDropSettings(
+        stack=stack, p=_get(cfg, f"{stack}_layerdrop", 0.0),
+        schedule=str(_get(cfg, "layerdrop_schedule", "uniform")),
+        granularity=str(_get(cfg, "layerdrop_granularity", "layer")),
+        warmup_updates=_get(cfg, "layerdrop_warmup_updates", 0),
+        seed=_get(cfg, "seed", 1) if seed is None else seed,
+        learned=_get(cfg, "layerdrop_learned_rates", False),
+        score_weight=_get(cfg, "layerdrop_score_weight", 1.0),
+        allow_empty=_get(cfg, "layerdrop_allow_empty", False),
+    )

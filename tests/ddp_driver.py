@@ -23,6 +23,7 @@ We drop those two arguments and keep all others fairseq passes (``find_unused_pa
 ``bucket_cap_mb``, ...). On a GPU fairseq's call is right as it is.
 ``--per-rank-masks`` (an experiment, never a real setting) offsets each rank's mask seed.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -66,10 +67,11 @@ def _record_draws(record, state, per_rank_masks):
     def draw(self):
         if per_rank_masks and not getattr(self, "_rank_offset", False):
             self._rank_offset = True
-            self.seed += 1000 * torch.distributed.get_rank()
+            rank_seed = self.settings.seed + 1000 * torch.distributed.get_rank()
+            self.settings = dataclasses.replace(self.settings, seed=rank_seed)
         list_update, list_micro = self.num_updates, self.micro_batch
         keep = orig_draw(self)
-        record["draws"].append(dict(update=state["update"], micro=state["micro"], stack=self.stack,
+        record["draws"].append(dict(update=state["update"], micro=state["micro"], stack=self.settings.stack,
                                     list_update=list_update, list_micro=list_micro,
                                     keep=keep.int().tolist()))
         return keep

@@ -36,3 +36,18 @@ def test_tiny_translation_config_trains_with_hydra(mt_data, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ld_encoder_layers" in out.stdout + out.stderr
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def test_every_plugin_architecture_has_its_stock_name():
+    """A missing entry in arch_names.py would silently write pruned files that need --user-dir."""
+    from fairseq.models import MODEL_REGISTRY
+
+    from fairseq_layerdrop.arch_names import STOCK_ARCH, STOCK_MODEL
+
+    ours = sorted(name for name in ARCH_MODEL_REGISTRY if "_layerdrop" in name)
+    assert ours and sorted(STOCK_ARCH) == ours
+    for arch, stock in STOCK_ARCH.items():
+        assert issubclass(ARCH_MODEL_REGISTRY[arch], ARCH_MODEL_REGISTRY[stock]), (arch, stock)
+    models = sorted(name for name in MODEL_REGISTRY if "_layerdrop" in name)
+    assert sorted(STOCK_MODEL) == models
+    assert all(issubclass(MODEL_REGISTRY[m], MODEL_REGISTRY[s]) for m, s in STOCK_MODEL.items())

@@ -6,6 +6,7 @@ from torch import nn
 from fairseq_layerdrop.layerdrop import LayerDropList
 from fairseq_layerdrop.learned import keep_order, mask_log_prob, rates_from_logits, update_baseline
 from fairseq_layerdrop.pruning import learned_keep
+from fairseq_layerdrop.settings import LayerDropSettings
 
 
 @pytest.mark.parametrize("p", [0.05, 0.2, 0.5, 0.8])
@@ -58,8 +59,8 @@ class Residual(nn.Module):
 def test_learned_rates_find_the_useless_layers():
     gen = torch.Generator().manual_seed(0)
     useful = [True, False, True, False, False, True]
-    layers = LayerDropList([Residual(16, u, gen) for u in useful], 0.5, kind="encoder", stack="encoder",
-                           seed=0, learned=True).train()
+    layers = LayerDropList([Residual(16, u, gen) for u in useful],
+                           LayerDropSettings("encoder", 0.5, seed=0, learned=True)).train()
     opt = torch.optim.Adam([layers.layerdrop_logits], lr=0.05)
     x = torch.randn(64, 16, generator=gen)
     with torch.no_grad():
@@ -85,7 +86,7 @@ def test_learned_rates_find_the_useless_layers():
 
 
 def test_learned_logits_are_saved_and_strippable():
-    layers = LayerDropList([nn.Identity() for _ in range(4)], 0.2, kind="encoder", stack="encoder", learned=True)
+    layers = LayerDropList([nn.Identity() for _ in range(4)], LayerDropSettings("encoder", 0.2, learned=True))
     keys = set(layers.state_dict())
     assert {"layerdrop_logits", "layerdrop_baseline"} <= keys
     assert all(k.startswith("layerdrop_") for k in keys)
@@ -93,8 +94,7 @@ def test_learned_logits_are_saved_and_strippable():
 
 def test_training_forwards_make_no_host_device_sync(monkeypatch):
     """The rate offset is found once per update on a CPU copy of the logits; a forward only reuses it."""
-    layers = LayerDropList([nn.Identity() for _ in range(6)], 0.4, kind="encoder", stack="encoder",
-                           learned=True).train()
+    layers = LayerDropList([nn.Identity() for _ in range(6)], LayerDropSettings("encoder", 0.4, learned=True)).train()
     with torch.no_grad():
         layers.layerdrop_logits.copy_(torch.linspace(-1, 1, 6))
     counts = {"item": 0, "cpu": 0}

@@ -73,7 +73,7 @@ def test_decoder_without_cross_attention_branch_returns_no_attn(layers):
     assert dec.encoder_attn.k_proj.weight.grad is None
 
 
-@pytest.mark.parametrize("module", ["layerdrop", "sublayer", "learned"])
+@pytest.mark.parametrize("module", ["layerdrop", "settings", "sublayer", "learned"])
 def test_core_modules_import_without_fairseq(module):
     code = ("import sys; sys.modules['fairseq'] = None\n"
             f"import fairseq_layerdrop.{module}\n"

@@ -32,9 +32,9 @@ class LayerDropStatsMixin:
         for stack, layers in lists[1].items():
             if layers.last_layers_run is not None:
                 logging_output[f"ld_{stack}_layers"] = layers.last_layers_run
-                if layers.granularity == "sublayer":
+                if layers.settings.granularity == "sublayer":
                     logging_output[f"ld_{stack}_branches"] = layers.last_branches_run
-            if layers.learned:
+            if layers.settings.learned:
                 learned.append(layers)
                 rates = layers.current_rates()  # CPU copy, refreshed once per update
                 logging_output[f"ld_{stack}_rate_max"] = float(rates.max()) if rates.numel() else 0.0
@@ -46,7 +46,7 @@ class LayerDropStatsMixin:
         """Score-function term that trains learned drop rates (value ~0, gradient only)."""
         per_token = loss.detach() / max(float(sample_size), 1.0)
         surrogate = sum(layers.score_surrogate(per_token) for layers in learned)
-        weight = getattr(learned[0], "score_weight", 1.0)
+        weight = learned[0].settings.score_weight  # one option: every stack has the same
         logging_output["ld_score"] = surrogate.detach()
         return weight * float(sample_size) * surrogate
 

@@ -11,6 +11,9 @@ from fairseq_layerdrop import sublayer
 from fairseq_layerdrop.layerdrop import LayerDropList
 from fairseq_layerdrop.options import stack_settings
 
+_PARTIAL = {"encoder": (sublayer.encoder_partial_forward, sublayer.encoder_branch_count),
+            "decoder": (sublayer.decoder_partial_forward, sublayer.decoder_branch_count)}
+
 
 def attach_layerdrop(module: nn.Module, cfg, stack: str) -> nn.Module:
     """Give ``module`` (a fairseq TransformerEncoder/Decoder) a LayerDrop stack.
@@ -19,21 +22,15 @@ def attach_layerdrop(module: nn.Module, cfg, stack: str) -> nn.Module:
     (``cfg.encoder_layerdrop`` / ``cfg.decoder_layerdrop``), what a skipped
     layer returns, and the mask stream.
     """
-    settings = stack_settings(cfg, stack)
+    settings = stack_settings(cfg, stack)  # validated here, once
     layers = list(nn.ModuleList.__iter__(module.layers))
-    if stack == "encoder":
-        fwd, count = sublayer.encoder_partial_forward, sublayer.encoder_branch_count
-    else:
-        fwd, count = sublayer.decoder_partial_forward, sublayer.decoder_branch_count
-    if settings["granularity"] == "sublayer":
+    fwd, count = _PARTIAL[stack]
+    if settings.granularity == "sublayer":
         for layer in layers:
             sublayer.check_sublayer_support(layer)
-    module.layers = LayerDropList(layers, kind=stack, stack=stack, partial_forward=fwd,
-                                  branch_count=count, **settings)
-    weight = getattr(cfg, "layerdrop_score_weight", None)
-    module.layers.score_weight = 1.0 if weight is None else float(weight)  # 0 is a valid weight
+    module.layers = LayerDropList(layers, settings, partial_forward=fwd, branch_count=count)
     # fairseq's own list is gone; keep its attribute meaningful for code that reads it
-    setattr(module, f"{stack}_layerdrop", settings["p"])
+    setattr(module, f"{stack}_layerdrop", settings.p)
     return module
 
 
@@ -63,7 +60,7 @@ def layerdrop_lists(model: nn.Module):
     Keyed by the list's own stack name (``"encoder"``, ``"decoder"``), not by its module path,
     which a data-parallel wrapper prefixes with ``module.`` (the log columns must not change).
     """
-    return {m.stack: m for m in model.modules() if isinstance(m, LayerDropList)}
+    return {m.settings.stack: m for m in model.modules() if isinstance(m, LayerDropList)}
 
 
 def expose_learned_log_probs(model: nn.Module, output):
@@ -78,7 +75,7 @@ def expose_learned_log_probs(model: nn.Module, output):
     """
     learned = model.__dict__.get("_layerdrop_learned_lists")
     if learned is None:  # found once: no module walk on the training hot path
-        learned = [m for m in layerdrop_lists(model).values() if m.learned]
+        learned = [m for m in layerdrop_lists(model).values() if m.settings.learned]
         model.__dict__["_layerdrop_learned_lists"] = learned
     if not learned or not model.training or not isinstance(output, tuple) or len(output) < 2:
         return output
@@ -87,6 +84,20 @@ def expose_learned_log_probs(model: nn.Module, output):
     if log_probs and isinstance(extra, dict):
         extra["layerdrop_log_prob"] = log_probs
     return output
+
+
+class LayerDropModelMixin:
+    """``forward`` and ``load_state_dict`` of every LayerDrop model (encoder-decoder and LM).
+
+    Put before the fairseq model class in the bases.
+    """
+
+    def forward(self, *args, **kwargs):
+        return expose_learned_log_probs(self, super().forward(*args, **kwargs))
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        state_dict = subset_learned_logits(state_dict, model_cfg if model_cfg is not None else args)
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 
 def set_defaults(args, **values) -> None:

@@ -16,12 +16,7 @@ from fairseq.models.transformer_lm import (
 )
 from omegaconf import II
 
-from fairseq_layerdrop.models.common import (
-    attach_layerdrop,
-    expose_learned_log_probs,
-    set_defaults,
-    subset_learned_logits,
-)
+from fairseq_layerdrop.models.common import LayerDropModelMixin, attach_layerdrop, set_defaults
 from fairseq_layerdrop.options import LayerDropOptions, tighten_parser
 
 
@@ -33,7 +28,7 @@ class TransformerLMLayerDropConfig(TransformerLanguageModelConfig, LayerDropOpti
 
 
 @register_model("transformer_lm_layerdrop", dataclass=TransformerLMLayerDropConfig)
-class TransformerLMLayerDropModel(TransformerLanguageModel):
+class TransformerLMLayerDropModel(LayerDropModelMixin, TransformerLanguageModel):
     """TransformerLanguageModel whose decoder stack uses :class:`LayerDropList`."""
 
     @classmethod
@@ -46,13 +41,6 @@ class TransformerLMLayerDropModel(TransformerLanguageModel):
         model = super().build_model(args, task)
         attach_layerdrop(model.decoder, args, "decoder")
         return model
-
-    def forward(self, *args, **kwargs):
-        return expose_learned_log_probs(self, super().forward(*args, **kwargs))
-
-    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
-        state_dict = subset_learned_logits(state_dict, model_cfg if model_cfg is not None else args)
-        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 
 @register_model_architecture("transformer_lm_layerdrop", "transformer_lm_layerdrop_tiny")
