@@ -4,6 +4,8 @@
 """
 import argparse
 import json
+import re
+import statistics
 
 COLUMNS = [("label", "model"), ("depth", "layers kept"), ("bleu", "BLEU"), ("rouge1", "R-1"),
            ("rouge2", "R-2"), ("rougeL", "R-L"), ("ppl", "ppl"), ("params", "params"),
@@ -40,10 +42,34 @@ def pivot(rows, metric: str) -> str:
     return "\n".join(lines)
 
 
+SEED = re.compile(r"^(.*) \(seed (\d+)\)$")
+
+
+def merge_seeds(rows, metric: str):
+    """Rows of runs labelled ``NAME (seed K)`` merged into one row per (NAME, depth) whose
+    ``metric`` reads ``mean (v1 / v2 / ...)``, values in seed order; other labels unchanged."""
+    groups = {}
+    for row in rows:
+        match = SEED.match(row["label"])
+        name, seed = (match.group(1), int(match.group(2))) if match else (row["label"], None)
+        groups.setdefault((name, row["depth"]), []).append((seed, row))
+    merged = []
+    for (name, _), members in groups.items():
+        members.sort(key=lambda m: (m[0] is None, m[0]))
+        row = dict(members[0][1], label=name)
+        values = [m[1][metric] for m in members if m[1].get(metric) is not None]
+        if len(values) > 1:
+            row[metric] = f"{statistics.mean(values):.2f} ({' / '.join(f'{v:.2f}' for v in values)})"
+        merged.append(row)
+    return merged
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep.json files")
     p.add_argument("--pivot", metavar="METRIC", help="one row per depth, one column per model (e.g. ppl, bleu)")
+    p.add_argument("--merge-seeds", action="store_true",
+                   help="with --pivot: one column per model over its '(seed K)' runs: mean (each seed)")
     args = p.parse_args()
     rows = []
     for path in args.sweeps:
@@ -54,6 +80,10 @@ def main():
             p.exit(2, f"{p.prog}: error: {path}: not a readable sweep.json ({type(err).__name__}: {err})\n")
     if args.pivot and not any(args.pivot in row for row in rows):
         p.exit(2, f"{p.prog}: error: --pivot {args.pivot}: no such metric in these sweeps\n")
+    if args.merge_seeds and not args.pivot:
+        p.exit(2, f"{p.prog}: error: --merge-seeds needs --pivot METRIC\n")
+    if args.merge_seeds:
+        rows = merge_seeds(rows, args.pivot)
     print(pivot(rows, args.pivot) if args.pivot else table(rows))
 
 

@@ -1,0 +1,77 @@
+"""scripts/curves.py (validation curves from fairseq-train logs) and results_table.py's seed merge."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+curves = load_script("curves")
+results_table = load_script("results_table")
+
+VALID = ("2026-11-27 22:33:45 | INFO | valid | epoch {e:03d} | valid on 'valid' subset | loss {loss} | "
+         "nll_loss {nll} | ppl {ppl} | wps 6606.3 | wpb 2037.2 | bsz 15.9 | num_updates {u}{best}")
+
+
+def valid_line(e, u, loss, best=None):
+    return VALID.format(e=e, u=u, loss=loss, nll=loss - 0.5, ppl=2 ** (loss - 0.5),
+                        best="" if best is None else f" | best_loss {best}")
+
+
+def test_parse_log_keeps_one_point_per_update_and_detects_early_stop():
+    sitting1 = [valid_line(1, 246, 8.9), valid_line(2, 492, 8.2, best=8.2),
+                "2026-11-27 | INFO | train_inner | epoch 003:    100 / 246 loss=8.1, num_updates=592"]
+    # a resumed run validates epoch 2 again from checkpoint_last: keep the later point once
+    sitting2 = [valid_line(2, 492, 8.25), valid_line(3, 738, 8.3),
+                "2026-11-27 | INFO | fairseq_cli.train | early stop since valid performance hasn't "
+                "improved for last 3 runs"]
+    run = curves.parse_log("\n".join(sitting1 + sitting2))
+    assert [p["num_updates"] for p in run["points"]] == [246, 492, 738]
+    assert [p["loss"] for p in run["points"]] == [8.9, 8.25, 8.3]
+    assert run["points"][0]["epoch"] == 1 and run["points"][0]["nll_loss"] == pytest.approx(8.4)
+    assert run["early_stop"] is True
+    summary = curves.summarise(dict(run, name="x"))
+    assert (summary["best_updates"], summary["best_loss"], summary["stopped"]) == (492, 8.25, "early stop (plateau)")
+
+
+def test_cap_reached_and_empty_log_in_summary_table(tmp_path):
+    log = tmp_path / "lm" / "train.log"
+    log.parent.mkdir()
+    log.write_text(valid_line(1, 100, 9.0) + "\n" + valid_line(2, 200, 8.0) + "\n")
+    (log.parent / "train_seconds").write_text("60\n120\n")
+    out = tmp_path / "curves" / "lm.json"
+    assert curves.main([str(log), "-o", str(out)]) == 0
+    run = json.loads(out.read_text())
+    assert run["name"] == "lm" and run["train_seconds"] == 180 and run["early_stop"] is False
+    empty = {"name": "new", "points": [], "early_stop": False}
+    table = curves.summary_table([run, empty]).splitlines()
+    assert table[2] == "| lm | 200 | 200 | 8.000 | 181.02 | cap reached | 3 min |"
+    assert table[3].startswith("| new | 0 |") and "no validation yet" in table[3]
+
+
+def test_plot_writes_png(tmp_path):
+    run = {"name": "a", "points": [{"num_updates": 1, "loss": 3.0}, {"num_updates": 2, "loss": 2.0}]}
+    curves.plot([run], str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merge_seeds_pivot_shows_mean_and_each_seed():
+    rows = [{"label": "4L (seed 2)", "depth": 4, "ppl": 110.0, "params": 1},
+            {"label": "4L (seed 1)", "depth": 4, "ppl": 100.0, "params": 1},
+            {"label": "8L p=0", "depth": 4, "ppl": 150.0, "params": 1},
+            {"label": "8L p=0", "depth": 8, "ppl": 90.0, "params": 2}]
+    merged = results_table.merge_seeds(rows, "ppl")
+    cell = {(r["label"], r["depth"]): r["ppl"] for r in merged}
+    assert cell == {("4L", 4): "105.00 (100.00 / 110.00)", ("8L p=0", 4): 150.0, ("8L p=0", 8): 90.0}
+    table = results_table.pivot(merged, "ppl").splitlines()
+    assert table[0].startswith("| layers kept | 4L | 8L p=0 |")
+    assert table[2].startswith("| 4 | 105.00 (100.00 / 110.00) | 150.00 |")
