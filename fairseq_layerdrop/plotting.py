@@ -1,9 +1,15 @@
-"""Plots of depth sweeps: quality vs depth for several models, speed in a second panel."""
+"""Plots of depth sweeps: quality vs depth for several models, speed in a second panel.
+
+matplotlib is optional (``pip install matplotlib``): it is imported only to draw.
+"""
+import importlib.util
 import logging
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
 METRICS = (("bleu", "BLEU (sacrebleu)"), ("rougeL", "ROUGE-L F1"), ("ppl", "perplexity (lower is better)"))
+TITLE_WIDTH = 90  # characters per title line that fit the 10-inch figure
 
 
 def main_metric(rows):
@@ -13,14 +19,46 @@ def main_metric(rows):
     raise ValueError("no BLEU, ROUGE or perplexity in the sweep rows")
 
 
-def plot_sweeps(rows, out_png, title=None) -> Path:
-    """One line per ``label``: metric vs kept depth (left), tokens/s vs depth (right)."""
+def available() -> bool:
+    """Whether matplotlib can be imported (checked without importing it)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _import_pyplot():
+    """matplotlib's pyplot on the Agg backend, with matplotlib's logging kept quiet.
+
+    fairseq's import configures the root logger at DEBUG (a wav2vec module calls
+    ``logging.basicConfig``), so matplotlib's import-time DEBUG lines (data path, CONFIGDIR,
+    platform) would reach stderr: the level is set before the first import.
+    """
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     import matplotlib
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's root logger would print font lookups
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plain_log_axis(axis) -> None:
+    """Label a log-scale axis with plain numbers (300, 1000), never ``3x10^2``."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:.0f}" if x >= 10 else f"{x:g}"
+
+    # LogFormatter keeps matplotlib's choice of which minor ticks get a label (none over many decades)
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
+def sweep_figure(rows, title=None):
+    """The figure: one line per ``label``, metric vs kept depth (left), tokens/s vs depth (right).
+
+    ``title`` is the figure's title, wrapped to fit its width.
+    """
+    plt = _import_pyplot()
     key, ylabel = main_metric(rows)
     by_label = defaultdict(list)
     for row in rows:
@@ -33,14 +71,23 @@ def plot_sweeps(rows, out_png, title=None) -> Path:
         speeds = [r.get("tokens_per_s") for r in group]
         if all(s is not None for s in speeds):
             ax_s.plot(depths, [float(s) for s in speeds], marker="s", label=label)
-    ax_q.set(xlabel="layers kept", ylabel=ylabel, title=title or "quality vs depth")
+    ax_q.set(xlabel="layers kept", ylabel=ylabel, title="quality vs depth")
     ax_s.set(xlabel="layers kept", ylabel="tokens / s", title="speed vs depth")
     if key == "ppl":
         ax_q.set_yscale("log")
+        _plain_log_axis(ax_q.yaxis)
     for ax in (ax_q, ax_s):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(textwrap.fill(title, TITLE_WIDTH))
     fig.tight_layout()
+    return fig
+
+
+def plot_sweeps(rows, out_png, title=None) -> Path:
+    """Write :func:`sweep_figure` as a PNG."""
+    fig = sweep_figure(rows, title)
     fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    _import_pyplot().close(fig)
     return Path(out_png)

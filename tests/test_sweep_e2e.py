@@ -2,7 +2,7 @@
 import csv
 import json
 
-from tests.helpers_fairseq import PLUGIN_DIR, run_cli, train
+from tests.utils import PLUGIN_DIR, run_cli, train
 
 
 def sweep(ckpt, data, out_dir, *opts):
@@ -28,8 +28,11 @@ def test_translation_sweep_over_both_stacks(mt_data, tmp_path):
     assert int(rows[0]["params"]) < int(rows[1]["params"])
     for row in rows:
         assert 0.0 <= float(row["bleu"]) <= 100.0 and "nrefs:1" in row["bleu_signature"]
+        # fairseq's own sacrebleu score of the run and our re-score of its D-/T- lines agree
+        assert abs(float(row["fairseq_bleu"]) - float(row["bleu"])) <= 0.011
         assert float(row["sentences_per_s"]) > 0 and int(row["sentences"]) == 20
     assert "depths" in out.stderr  # the progress bar
+    assert "matplotlib" not in out.stderr and "DEBUG" not in out.stderr  # the plot is quiet
 
 
 def test_language_model_sweep_and_bad_depth(lm_data, tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from fairseq_layerdrop.plotting import plot_sweeps
+from fairseq_layerdrop import plotting
 
 PROG = "fairseq-layerdrop-plot"
 
@@ -15,14 +15,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep.json files written by fairseq-layerdrop-sweep")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
-    p.add_argument("--title", default=None, help="title of the quality panel")
+    p.add_argument("--title", default=None, help="title of the figure (wrapped to its width)")
     args = p.parse_args(argv)
+    if not plotting.available():
+        print(f"{PROG}: error: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+        return 2
     rows = []
     try:
         for path in args.sweeps:
             with open(path) as f:
                 rows += json.load(f)["rows"]
-        plot_sweeps(rows, args.output, args.title)
+        plotting.plot_sweeps(rows, args.output, args.title)
     except (OSError, ValueError, KeyError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -19,8 +20,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fairseq_layerdrop import evaluation
+from fairseq_layerdrop import evaluation, plotting
 from fairseq_layerdrop.checkpoint_stats import checkpoint_stats
+from fairseq_layerdrop.cli.prune import STRATEGIES
 
 PROG = "fairseq-layerdrop-sweep"
 TASKS = ("translation", "summarization", "lm")
@@ -34,8 +36,10 @@ def parse_args(argv):
     p.add_argument("--stack", choices=("encoder", "decoder", "both"), default="decoder",
                    help="stack(s) to prune; 'both' prunes both to the same depth")
     p.add_argument("--depths", default="all", help="comma-separated depths, or 'all' (1..N)")
-    p.add_argument("--strategy", default="every-other", help="prune strategy (see fairseq-layerdrop-prune)")
-    p.add_argument("--prune-args", default="", help="extra arguments for fairseq-layerdrop-prune (quoted)")
+    p.add_argument("--strategy", default="every-other", choices=STRATEGIES,
+                   help="prune strategy (see fairseq-layerdrop-prune)")
+    p.add_argument("--prune-args", default="", help="extra arguments for fairseq-layerdrop-prune, one "
+                   "string split like a shell command line, e.g. \"--data 'my data'\"")
     p.add_argument("--out-dir", required=True, help="where pruned models and results go")
     p.add_argument("--label", default=None, help="model name in the table and plot (default: file name)")
     p.add_argument("--subset", default="test", help="data split to evaluate")
@@ -43,10 +47,16 @@ def parse_args(argv):
     p.add_argument("--max-tokens", type=int, default=4096, help="tokens per evaluation batch")
     p.add_argument("--tokens-per-sample", type=int, default=128, help="LM context (eval-lm)")
     p.add_argument("--post-process", default="sentencepiece", help="fairseq-generate --post-process")
-    p.add_argument("--gen-args", default="", help="extra fairseq-generate / fairseq-eval-lm arguments")
+    p.add_argument("--gen-args", default="", help="extra fairseq-generate / fairseq-eval-lm arguments "
+                   "(one string, split like --prune-args)")
     p.add_argument("--threads", type=int, default=0, help="OMP threads for evaluation (0: inherit)")
     p.add_argument("--keep-models", action="store_true", help="keep the pruned checkpoints")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.prune_args, args.gen_args = shlex.split(args.prune_args), shlex.split(args.gen_args)
+    except ValueError as err:
+        p.error(f"--prune-args / --gen-args: {err}")
+    return args
 
 
 def full_depths(ckpt: str) -> dict:
@@ -72,11 +82,11 @@ def prune(args, depth: int, out: Path) -> None:
     cmd = [args.checkpoint, out, "--strategy", args.strategy, "--force"]
     for stack in stacks:
         cmd += [f"--{stack}-depth", depth]
-    evaluation.run_tool("fairseq-layerdrop-prune", cmd + args.prune_args.split())
+    evaluation.run_tool("fairseq-layerdrop-prune", cmd + args.prune_args)
 
 
 def evaluate(args, ckpt: Path, plain_config: bool = True) -> dict:
-    extra = args.gen_args.split()
+    extra = list(args.gen_args)
     if not plain_config:  # BART keeps an argparse.Namespace (docs/pruning.md): the plugin allow-lists it
         extra += ["--user-dir", str(Path(__file__).resolve().parents[1])]
     if args.task == "lm":
@@ -138,11 +148,17 @@ def main(argv=None) -> int:
         return 2
     out_dir = Path(args.out_dir)
     write_results(rows, out_dir)
-    from fairseq_layerdrop.plotting import plot_sweeps
-
-    plot_sweeps(rows, out_dir / "sweep.png")
-    print(f"{PROG}: {len(rows)} depths -> {out_dir / 'sweep.csv'}, {out_dir / 'sweep.png'}", file=sys.stderr)
+    png = plot(rows, out_dir)
+    print(f"{PROG}: {len(rows)} depths -> {out_dir / 'sweep.csv'}" + (f", {png}" if png else ""), file=sys.stderr)
     return 0
+
+
+def plot(rows: list, out_dir: Path):
+    """``sweep.png``; without matplotlib (optional: ``pip install matplotlib``) a one-line notice."""
+    if not plotting.available():
+        print(f"{PROG}: matplotlib is not installed: no sweep.png (pip install matplotlib)", file=sys.stderr)
+        return None
+    return plotting.plot_sweeps(rows, out_dir / "sweep.png")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+"""fairseq-layerdrop-sweep's option handling and optional plot (no model, no fairseq tool run)."""
+import sys
+
+import pytest
+
+from fairseq_layerdrop import evaluation
+from fairseq_layerdrop.cli import sweep
+
+BASE = ["ckpt.pt", "data-bin", "--task", "lm", "--out-dir", "out"]
+
+
+def test_extra_arguments_are_split_like_a_shell(monkeypatch, tmp_path):
+    args = sweep.parse_args([*BASE, "--gen-args", "--model-overrides \"{'a': 1}\" --beam 2",
+                             "--prune-args", "--data 'my data'"])
+    calls = []
+    monkeypatch.setattr(evaluation, "run_tool", lambda tool, argv, threads=0: calls.append(list(map(str, argv))))
+    sweep.prune(args, 2, tmp_path / "depth2.pt")
+    assert calls[0][-2:] == ["--data", "my data"]
+    monkeypatch.setattr(evaluation, "eval_lm", lambda *a: calls.append(a[5]) or {})
+    sweep.evaluate(args, tmp_path / "depth2.pt")
+    assert calls[1] == ["--model-overrides", "{'a': 1}", "--beam", "2"]
+
+
+def test_unbalanced_quotes_and_unknown_strategy_are_usage_errors(capsys):
+    for bad in (["--gen-args", "--model-overrides \"{'a'"], ["--strategy", "every_other"]):
+        with pytest.raises(SystemExit) as exit_info:
+            sweep.parse_args([*BASE, *bad])
+        assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "No closing quotation" in err and "invalid choice: 'every_other'" in err
+
+
+def test_without_matplotlib_the_plot_is_skipped_with_a_notice(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert sweep.plot(["rows"], tmp_path) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matplotlib is not installed" in err
+    assert not (tmp_path / "sweep.png").exists()
