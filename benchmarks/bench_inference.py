@@ -19,7 +19,6 @@ the same amount of search.
     .venv/bin/python benchmarks/bench_inference.py [--quick] [--threads 2] [--out results/inference.json]
 """
 import argparse
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-PRUNE = common.VENV_BIN / "fairseq-layerdrop-prune"
+from fairseq_layerdrop import evaluation  # noqa: E402  (tool commands and output parsers)
+
 MT = dict(vocab=1000, sentences=200, src_len=20, out_len=40, batch_size=50, layers=(6, 12),
           dims=(256, 1024, 4))  # dims: embed, FFN, heads
 LM = dict(vocab=1000, sentences=100, src_len=200, tokens_per_sample=256, batch_size=8, layers=16,
@@ -36,20 +36,12 @@ LM = dict(vocab=1000, sentences=100, src_len=200, tokens_per_sample=256, batch_s
 QUICK_MT = dict(MT, sentences=20, src_len=8, out_len=10, batch_size=10, layers=(2, 4), dims=(32, 64, 2))
 QUICK_LM = dict(LM, sentences=20, src_len=40, tokens_per_sample=64, layers=4, dims=(32, 64, 2))
 
-GEN_RE = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s "
-                    r"\(([\d.]+) sentences/s, ([\d.]+) tokens/s\)")
-LM_RE = re.compile(r"Evaluated ([\d,]+) tokens in ([\d.]+)s \(([\d.]+) tokens/s\)")
-PPL_RE = re.compile(r"Loss \(base 2\): ([\d.]+), Perplexity: ([\d.]+)")
-
-
 def every_other(n: int) -> str:
     return ",".join(str(i) for i in range(0, n, 2))
 
 
 def prune_available() -> bool:
-    if not PRUNE.exists():
-        return False
-    return common.run_timed([PRUNE, "--help"], timeout=120)["returncode"] == 0
+    return common.run_timed([*evaluation.tool_command("fairseq-layerdrop-prune"), "--help"], timeout=120)["returncode"] == 0
 
 
 def mt_checkpoints(tmp: Path, spec: Dict) -> Dict:
@@ -85,7 +77,8 @@ def lm_checkpoints(tmp: Path, spec: Dict) -> Dict:
 
 
 def prune(ckpt: Dict, out: Path) -> Dict:
-    res = common.run_timed([PRUNE, ckpt["full"], out, "--decoder-layers-to-keep", ckpt["keep"]])
+    res = common.run_timed([*evaluation.tool_command("fairseq-layerdrop-prune"), ckpt["full"], out,
+                            "--decoder-layers-to-keep", ckpt["keep"]])
     if res["returncode"] != 0:
         raise RuntimeError("fairseq-layerdrop-prune failed:\n" + res["stderr"][-2000:])
     return {"wall_s": round(res["wall_s"], 2), "file_bytes": out.stat().st_size}
@@ -110,33 +103,34 @@ def ways(ckpt: Dict, pruned: Path = None) -> Dict[str, List[str]]:
 
 def run_generate(ckpt: Dict, spec: Dict, way: List[str]) -> Dict:
     n = spec["out_len"]
-    res = common.run_timed([common.VENV_BIN / "fairseq-generate", ckpt["data"], *way, "--task", "translation",
+    res = common.run_timed([*evaluation.tool_command("fairseq-generate"), ckpt["data"], *way, "--task", "translation",
                             "--source-lang", "src", "--target-lang", "tgt", "--gen-subset", "test",
                             "--beam", "5", "--min-len", n, "--max-len-a", "0", "--max-len-b", n,
                             "--batch-size", spec["batch_size"], "--required-batch-size-multiple", "1",
                             "--cpu", "--num-workers", "0"])
-    text = res["stdout"] + res["stderr"]
-    m = GEN_RE.search(text)
-    if res["returncode"] != 0 or m is None:
+    out = evaluation.parse_generate(res["stdout"] + res["stderr"])
+    if res["returncode"] != 0 or out["tokens_per_s"] is None:
         raise RuntimeError("fairseq-generate failed:\n" + res["stderr"][-2000:])
     hyps = sorted(line for line in res["stdout"].splitlines() if line.startswith("H-"))
-    return {"sentences": int(m[1].replace(",", "")), "tokens": int(m[2].replace(",", "")),
-            "gen_s": float(m[3]), "sentences_per_s": float(m[4]), "tokens_per_s": float(m[5]),
+    return {"sentences": out["sentences"], "tokens": out["tokens"], "gen_s": out["gen_seconds"],
+            "sentences_per_s": out["sentences_per_s"], "tokens_per_s": out["tokens_per_s"],
             "wall_s": round(res["wall_s"], 2), "_out": "\n".join(hyps)}
 
 
 def run_eval_lm(ckpt: Dict, spec: Dict, way: List[str]) -> Dict:
-    res = common.run_timed([common.VENV_BIN / "fairseq-eval-lm", ckpt["data"], *way, "--task",
+    res = common.run_timed([*evaluation.tool_command("fairseq-eval-lm"), ckpt["data"], *way, "--task",
                             "language_modeling", "--gen-subset", "test", "--tokens-per-sample",
                             spec["tokens_per_sample"], "--context-window", "0", "--batch-size",
                             spec["batch_size"], "--required-batch-size-multiple", "1", "--cpu",
                             "--num-workers", "0"])
-    text = res["stdout"] + res["stderr"]
-    m, ppl = LM_RE.search(text), PPL_RE.search(text)
-    if res["returncode"] != 0 or m is None:
+    try:
+        out = evaluation.parse_eval_lm(res["stdout"] + res["stderr"])
+    except evaluation.EvalError:
+        out = {}
+    if res["returncode"] != 0 or out.get("tokens_per_s") is None:
         raise RuntimeError("fairseq-eval-lm failed:\n" + res["stderr"][-2000:])
-    return {"tokens": int(m[1].replace(",", "")), "eval_s": float(m[2]), "tokens_per_s": float(m[3]),
-            "wall_s": round(res["wall_s"], 2), "_out": ppl[0] if ppl else ""}
+    return {"tokens": out["tokens"], "eval_s": out["eval_seconds"], "tokens_per_s": out["tokens_per_s"],
+            "wall_s": round(res["wall_s"], 2), "_out": f"loss {out['loss_base2']} ppl {out['ppl']}"}
 
 
 def compare(runner, ckpt: Dict, spec: Dict, way_args: Dict, repeats: int, speed_keys) -> Dict:

@@ -20,6 +20,8 @@ from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = str(ROOT / "fairseq_layerdrop")
+# bench_prune.py times the installed console script itself (its start-up is part of the cost);
+# every other tool is started through fairseq_layerdrop.evaluation.tool_command
 VENV_BIN = Path(sys.executable).parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
@@ -171,7 +173,9 @@ def make_text_data(root: Path, vocab: int, sentences: int, src_len: int, tgt_len
     else:
         write("test.txt", src_len)
         args = ["--only-source", "--srcdict", root / "dict.txt"]
-    out = run_timed([VENV_BIN / "fairseq-preprocess", *args, "--testpref",
+    from fairseq_layerdrop.evaluation import tool_command
+
+    out = run_timed([*tool_command("fairseq-preprocess"), *args, "--testpref",
                      root / ("test" if tgt_len else "test.txt"), "--destdir", root / "bin", "--workers", "1"])
     if out["returncode"] != 0:
         raise RuntimeError("fairseq-preprocess failed:\n" + out["stderr"][-2000:])

@@ -1,19 +1,36 @@
 """Run fairseq's own evaluation tools on a checkpoint and read their results.
 
 BLEU comes from ``fairseq-generate --scoring sacrebleu``; we also re-score the
-detokenized hypotheses with sacrebleu's API to report its signature (the two
-numbers are checked to agree). Perplexity comes from ``fairseq-eval-lm``;
-ROUGE-1/2/L from Google's ``rouge-score`` package on the generated summaries.
-Speeds are the ones the tools print (sentences/s, tokens/s).
+detokenized hypotheses with sacrebleu's API to report its signature, and check
+that the two numbers agree (:func:`check_bleu_agrees`). Perplexity comes from
+``fairseq-eval-lm``; ROUGE-1/2/L from Google's ``rouge-score`` package on the
+generated summaries. Speeds are the ones the tools print (sentences/s, tokens/s).
+
+Every tool (fairseq's and ours) is started here, as ``python -m MODULE`` with this
+interpreter (:func:`tool_command`): that works wherever pip put the console scripts
+(a user-site install puts them in ``~/.local/bin``, not beside ``sys.executable``).
+Tests and benchmarks start tools and read their output through this module too.
 """
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-_BIN = Path(sys.executable).parent
+# console script -> the module it runs (fairseq's from its setup.py entry points, ours from ours)
+TOOL_MODULES = {
+    "fairseq-preprocess": "fairseq_cli.preprocess",
+    "fairseq-train": "fairseq_cli.train",
+    "fairseq-hydra-train": "fairseq_cli.hydra_train",
+    "fairseq-generate": "fairseq_cli.generate",
+    "fairseq-eval-lm": "fairseq_cli.eval_lm",
+    "fairseq-validate": "fairseq_cli.validate",
+    "fairseq-layerdrop-prune": "fairseq_layerdrop.cli.prune",
+    "fairseq-layerdrop-sweep": "fairseq_layerdrop.cli.sweep",
+    "fairseq-layerdrop-plot": "fairseq_layerdrop.cli.plot",
+}
+# sacrebleu's score as fairseq prints it (2 decimals) and our rounding of the same number
+BLEU_TOLERANCE = 0.011
 # fairseq 0.12 silently drops a last batch smaller than --required-batch-size-multiple
 # (default 8), so a test set of 1001 sentences would be scored on 1000: never at eval time.
 _ALL_SENTENCES = ["--required-batch-size-multiple", "1"]
@@ -23,12 +40,19 @@ class EvalError(RuntimeError):
     """A fairseq tool failed; the message is the last line of its error output."""
 
 
+def tool_command(tool: str) -> List[str]:
+    """The command line that starts ``tool`` (a console-script name) with this interpreter."""
+    if tool not in TOOL_MODULES:
+        raise ValueError(f"unknown tool {tool!r}; known: {', '.join(TOOL_MODULES)}")
+    return [sys.executable, "-m", TOOL_MODULES[tool]]
+
+
 def run_tool(tool: str, args: Sequence[str], threads: int = 0) -> str:
-    """Run a console script of this environment; return stdout + stderr (raises EvalError)."""
+    """Run ``tool`` (see :func:`tool_command`); return stdout + stderr (raises EvalError)."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    out = subprocess.run([str(_BIN / tool), *map(str, args)], capture_output=True, text=True, env=env)
+    out = subprocess.run([*tool_command(tool), *map(str, args)], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         last = [line for line in out.stderr.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
         raise EvalError(f"{tool} failed (exit {out.returncode}): {last[0]}")
@@ -52,6 +76,7 @@ def parse_generate(text: str) -> Dict:
     return {
         "hyps": [hyps[i] for i in order], "refs": [refs.get(i, "") for i in order],
         "sentences": int(speed.group(1).replace(",", "")) if speed else len(order),
+        "tokens": int(speed.group(2).replace(",", "")) if speed else None,
         "gen_seconds": float(speed.group(3)) if speed else None,
         "sentences_per_s": float(speed.group(4)) if speed else None,
         "tokens_per_s": float(speed.group(5)) if speed else None,
@@ -67,6 +92,7 @@ def parse_eval_lm(text: str) -> Dict:
         raise EvalError("fairseq-eval-lm printed no perplexity")
     return {"loss_base2": float(ppl.group(1)), "ppl": float(ppl.group(2)),
             "tokens": int(speed.group(1).replace(",", "")) if speed else None,
+            "eval_seconds": float(speed.group(2)) if speed else None,
             "tokens_per_s": float(speed.group(3)) if speed else None}
 
 
@@ -77,6 +103,19 @@ def sacrebleu_score(hyps: List[str], refs: List[str]) -> Tuple[float, str]:
     metric = sacrebleu.BLEU()
     score = metric.corpus_score(hyps, [refs])
     return round(score.score, 2), str(metric.get_signature())
+
+
+def check_bleu_agrees(result: Dict) -> None:
+    """Raise EvalError unless fairseq's printed BLEU equals our sacrebleu re-score (to rounding).
+
+    Both score the same detokenized strings (``D-`` and ``T-`` lines); a difference means the
+    hypotheses were read wrongly. No check when fairseq printed no sacrebleu BLEU (other
+    ``--scoring`` in the extra arguments).
+    """
+    ours, theirs = result["bleu"], result.get("fairseq_bleu")
+    if theirs is not None and abs(ours - theirs) > BLEU_TOLERANCE:
+        raise EvalError(f"BLEU mismatch: fairseq-generate printed {theirs}, sacrebleu on its D-/T- lines "
+                        f"gives {ours} ({len(result['hyps'])} sentences)")
 
 
 def rouge_scores(hyps: List[str], refs: List[str]) -> Dict[str, float]:
@@ -101,6 +140,7 @@ def generate(ckpt: str, data: str, subset: str = "test", beam: int = 5, max_toke
         args += ["--post-process", post_process]
     result = parse_generate(run_tool("fairseq-generate", args + _cpu_flag(), threads))
     result["bleu"], result["bleu_signature"] = sacrebleu_score(result["hyps"], result["refs"])
+    check_bleu_agrees(result)
     return result
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tests.tinydata import make_lm_data, make_translation_data
+from tests.utils import make_lm_data, make_translation_data
 
 # one thread per test process: `make test` runs two workers on two cores
 torch.set_num_threads(1)

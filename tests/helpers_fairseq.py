@@ -1,88 +1,13 @@
-"""Tiny fairseq models for end-to-end tests: data, one-call training, stock tool runs, legacy files.
-
-Data building and the single-threaded tool runner come from :mod:`tests.tinydata` (one place
-for the toy corpora). On top of that:
-
-* :func:`train` runs the real ``fairseq-train`` for a few updates on tiny data and returns the
-  checkpoint path; the family (``"mt"``, ``"lm"``, ``"bart"``, ``"roberta"``) picks task,
-  criterion and a tiny shape, ``arch`` and ``user_dir`` are free, so the same call trains a
-  stock model or one of the plugin's;
-* :func:`run_stock` runs a fairseq tool as a user without the plugin would: no ``--user-dir``
-  and no ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` (removed from the environment if set);
-* :func:`to_argparse_era` rewrites a checkpoint into the argparse-era layout (fairseq <= 0.9:
-  ``args`` Namespace, no ``cfg``) that fairseq 0.12 still loads.
-"""
-import argparse
-import os
-from pathlib import Path
-from typing import Dict, Optional, Sequence
-
-import torch
-
-from tests.tinydata import FAIRSEQ_BIN, PLUGIN_DIR, make_lm_data, make_translation_data, run_cli
-
-__all__ = ["FAIRSEQ_BIN", "PLUGIN_DIR", "make_lm_data", "make_translation_data", "run_cli",
-           "train", "run_stock", "to_argparse_era", "FAMILY_ARGS", "EVAL_COMMON", "hypotheses"]
-
-# small enough to train in a few seconds on one core; 4 layers so that pruning has choices
-_ENC = ["--encoder-layers", "4", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-        "--encoder-attention-heads", "2"]
-_DEC = ["--decoder-layers", "4", "--decoder-embed-dim", "32", "--decoder-ffn-embed-dim", "64",
-        "--decoder-attention-heads", "2"]
-FAMILY_ARGS: Dict[str, list] = {
-    "mt": ["--task", "translation", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing",
-           "0.1", "--max-tokens", "2000", *_ENC, *_DEC],
-    "bart": ["--task", "translation", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing",
-             "0.1", "--max-tokens", "2000", *_ENC, *_DEC],
-    "lm": ["--task", "language_modeling", "--criterion", "cross_entropy", "--tokens-per-sample", "32",
-           "--max-tokens", "1024", "--sample-break-mode", "none", *_DEC],
-    "roberta": ["--task", "masked_lm", "--criterion", "masked_lm", "--tokens-per-sample", "32",
-                "--max-tokens", "1024", "--sample-break-mode", "none", *_ENC],
-}
-TRAIN_COMMON = ["--optimizer", "adam", "--lr", "1e-3", "--max-update", "3", "--cpu", "--num-workers", "0",
-                "--log-format", "simple", "--no-epoch-checkpoints", "--required-batch-size-multiple", "1",
-                "--seed", "3", "--disable-validation"]
-# fairseq 0.12 drops a last batch smaller than --required-batch-size-multiple (8) when evaluating
-EVAL_COMMON = ["--cpu", "--num-workers", "0", "--required-batch-size-multiple", "1"]
-
-
-def train(data: Path, save_dir: Path, family: str, arch: str, extra: Sequence[str] = (),
-          user_dir: Optional[str] = None) -> Path:
-    """Train ``arch`` for 3 updates with the real ``fairseq-train``; returns ``checkpoint_last.pt``."""
-    args = [str(data), "--arch", arch, "--save-dir", str(save_dir), *FAMILY_ARGS[family], *TRAIN_COMMON,
-            *extra]
-    if user_dir:
-        args += ["--user-dir", user_dir]
-    out = run_cli("fairseq-train", args)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return Path(save_dir) / "checkpoint_last.pt"
-
-
-def run_stock(tool: str, args: Sequence, env_extra: Optional[dict] = None):
-    """A fairseq tool as stock fairseq sees it: no plugin, torch's default (safe) loader."""
-    saved = os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    try:
-        return run_cli(tool, list(args), env_extra=env_extra)
-    finally:
-        if saved is not None:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = saved
-
-
-def hypotheses(stdout: str) -> list:
-    """``fairseq-generate``'s ``H-`` and ``P-`` lines (tokens, scores, positional scores), sorted."""
-    return sorted(line for line in stdout.splitlines() if line.startswith(("H-", "P-")))
-
-
-def to_argparse_era(src: Path, dst: Path) -> Path:
-    """Rewrite a legacy-arch checkpoint as fairseq <= 0.9 saved it: ``args`` Namespace, no ``cfg``.
-
-    fairseq 0.12 keeps the complete flat Namespace of a legacy architecture as ``cfg["model"]``;
-    that is exactly what the argparse era stored as ``args``.
-    """
-    state = torch.load(src, map_location="cpu", weights_only=False)
-    flat = dict(vars(state["cfg"]["model"]))
-    flat.pop("_name", None)
-    state["args"] = argparse.Namespace(**flat)
-    state.pop("cfg")
-    torch.save(state, dst)
-    return Path(dst)
+"""Old name of :mod:`tests.utils` (the test helpers now live in one module); kept importable."""
+from tests.utils import (  # noqa: F401
+    EVAL_COMMON,
+    FAMILY_ARGS,
+    PLUGIN_DIR,
+    hypotheses,
+    make_lm_data,
+    make_translation_data,
+    run_cli,
+    run_stock,
+    to_argparse_era,
+    train,
+)

@@ -8,7 +8,7 @@ from fairseq.tasks import TASK_REGISTRY
 from omegaconf import OmegaConf
 
 import fairseq_layerdrop  # noqa: F401  (registration)
-from tests.tinydata import PLUGIN_DIR, run_cli
+from tests.utils import PLUGIN_DIR, run_cli
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
 

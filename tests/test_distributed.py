@@ -9,7 +9,7 @@ import pytest
 import torch.distributed as dist
 
 from tests.ddp_driver import expected_keep, launch, load, max_abs_diff
-from tests.tinydata import PLUGIN_DIR
+from tests.utils import PLUGIN_DIR
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with the gloo backend is not available")

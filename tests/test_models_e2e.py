@@ -4,23 +4,18 @@ import re
 import pytest
 import torch
 
-from tests.tinydata import PLUGIN_DIR, run_cli
+from tests.utils import EVAL_COMMON, PLUGIN_DIR, run_cli, run_train
 
+# 6 updates, logged one by one (the ld_* columns are read from the log)
 TRAIN_COMMON = ["--optimizer", "adam", "--lr", "1e-3", "--max-update", "6", "--cpu", "--num-workers", "0",
                 "--log-interval", "1", "--log-format", "simple", "--no-epoch-checkpoints",
                 "--required-batch-size-multiple", "1", "--seed", "3"]
 
 
 def train(data, save_dir, arch, task_args, extra=()):
-    out = run_cli("fairseq-train", [str(data), "--user-dir", PLUGIN_DIR, "--arch", arch, "--save-dir",
-                                    str(save_dir), *task_args, *TRAIN_COMMON, *extra])
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout + out.stderr
+    return run_train([str(data), "--user-dir", PLUGIN_DIR, "--arch", arch, "--save-dir", str(save_dir),
+                      *task_args, *TRAIN_COMMON, *extra])
 
-
-# fairseq 0.12 drops a last batch smaller than --required-batch-size-multiple (8) at
-# generation and evaluation time too; always evaluate every sentence
-EVAL_COMMON = ["--required-batch-size-multiple", "1"]
 MT_ARGS = ["--task", "translation", "--criterion", "label_smoothed_cross_entropy_layerdrop",
            "--label-smoothing", "0.1", "--max-tokens", "2000"]
 LM_ARGS = ["--task", "language_modeling", "--criterion", "cross_entropy_layerdrop",
@@ -44,7 +39,7 @@ def test_translation_trains_and_logs_layers_run(mt_model):
 
 def test_translation_generates_with_fairseq_generate(mt_data, mt_model):
     out = run_cli("fairseq-generate", [str(mt_data), "--user-dir", PLUGIN_DIR, "--path", str(mt_model[0]),
-                                       "--beam", "2", "--cpu", "--num-workers", "0", "--max-tokens", "2000", *EVAL_COMMON])
+                                       "--beam", "2", "--max-tokens", "2000", *EVAL_COMMON])
     assert out.returncode == 0, out.stderr[-2000:]
     hyps = [line for line in out.stdout.splitlines() if line.startswith("H-")]
     assert len(hyps) == 20
@@ -53,8 +48,8 @@ def test_translation_generates_with_fairseq_generate(mt_data, mt_model):
 def test_load_time_pruning_still_works(mt_data, mt_model):
     overrides = "{'encoder_layers_to_keep': '0,2,4', 'decoder_layers_to_keep': '1,3,5'}"
     out = run_cli("fairseq-generate", [str(mt_data), "--user-dir", PLUGIN_DIR, "--path", str(mt_model[0]),
-                                       "--model-overrides", overrides, "--beam", "2", "--cpu",
-                                       "--num-workers", "0", "--max-tokens", "2000", *EVAL_COMMON])
+                                       "--model-overrides", overrides, "--beam", "2",
+                                       "--max-tokens", "2000", *EVAL_COMMON])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Pruning model" in out.stderr + out.stdout
 
@@ -84,7 +79,7 @@ def test_language_model_trains_with_sublayer_drop_and_evaluates(lm_data, tmp_pat
                  "--layerdrop-schedule", "linear"])
     assert "ld_decoder_branches" in log
     out = run_cli("fairseq-eval-lm", [str(lm_data), "--user-dir", PLUGIN_DIR, "--path",
-                                      str(tmp_path / "checkpoint_last.pt"), "--cpu", "--num-workers", "0",
+                                      str(tmp_path / "checkpoint_last.pt"),
                                       "--max-tokens", "1024", "--tokens-per-sample", "32", *EVAL_COMMON])
     assert out.returncode == 0, out.stderr[-2000:]
     ppl = float(re.search(r"Perplexity: ([\d.]+)", out.stdout + out.stderr).group(1))
@@ -95,8 +90,8 @@ def test_bart_trains_and_generates(mt_data, tmp_path):
     train(mt_data, tmp_path, "bart_layerdrop_tiny", MT_ARGS + ["--share-all-embeddings"],
           ["--layerdrop-warmup-updates", "3"])
     out = run_cli("fairseq-generate", [str(mt_data), "--user-dir", PLUGIN_DIR, "--path",
-                                       str(tmp_path / "checkpoint_last.pt"), "--beam", "2", "--cpu",
-                                       "--num-workers", "0", "--max-tokens", "2000", *EVAL_COMMON])
+                                       str(tmp_path / "checkpoint_last.pt"), "--beam", "2",
+                                       "--max-tokens", "2000", *EVAL_COMMON])
     assert out.returncode == 0, out.stderr[-2000:]
     assert sum(line.startswith("H-") for line in out.stdout.splitlines()) == 20
 
@@ -135,7 +130,7 @@ def test_learned_rates_train_save_and_survive_load_time_pruning(mt_data, tmp_pat
     assert logits.shape == (6,) and logits.abs().sum() > 0  # trained away from the zero init
     overrides = "{'encoder_layers_to_keep': '0,1,5', 'decoder_layers_to_keep': '0,2,3,4'}"
     out = run_cli("fairseq-generate", [str(mt_data), "--user-dir", PLUGIN_DIR, "--path", str(ckpt),
-                                       "--model-overrides", overrides, "--beam", "2", "--cpu",
-                                       "--num-workers", "0", "--max-tokens", "2000", *EVAL_COMMON])
+                                       "--model-overrides", overrides, "--beam", "2",
+                                       "--max-tokens", "2000", *EVAL_COMMON])
     assert out.returncode == 0, out.stderr[-2000:]
     assert sum(line.startswith("H-") for line in out.stdout.splitlines()) == 20

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.ddp_driver import expected_keep, launch, load, max_abs_diff
-from tests.tinydata import PLUGIN_DIR
+from tests.utils import PLUGIN_DIR
 
 SEED, UPDATES, STOP = 3, 6, 3
 COMMON = ["--user-dir", PLUGIN_DIR, "--optimizer", "adam", "--lr", "1e-3", "--cpu", "--num-workers", "0",

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tests.tinydata import PLUGIN_DIR
+from tests.utils import PLUGIN_DIR
 
 SIZES = ["--encoder-layers", "3", "--decoder-layers", "3", "--encoder-embed-dim", "32", "--decoder-embed-dim",
          "32", "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads",
