@@ -9,7 +9,12 @@
 # Deterministic (fixed seed, one thread) and idempotent (re-running rewrites the same files).
 #
 # usage: bash scripts/prepare_data.sh {mt|lm|sum} SRC_DIR OUT_DIR
-# env:   VENV_BIN (default ROOT/.venv/bin: python with sentencepiece, fairseq-preprocess)
+# Sides (mt, sum): any pair. SRC_DIR holds train.XX and train.YY (plain or .gz; exactly two sides)
+#        plus valid.* and test.* of the same sides. Source and target: SRC_LANG and TGT_LANG if set;
+#        else the order the directory's name gives (mt_en_de, iwslt.de-en: XX_YY or XX-YY);
+#        else alphabetical (doc -> sum, en -> fr). lm: train.txt, valid.txt, test.txt.
+# env:   VENV_BIN (default ROOT/.venv/bin: python with sentencepiece and fairseq)
+#        SRC_LANG, TGT_LANG (mt, sum: the source and target side names, both or neither)
 #        SPM_VOCAB (default 8000; a smaller corpus gets fewer pieces, the limit is soft)
 #        SPM_INPUT_SENTENCES (default 1000000: lines sampled, with a fixed seed, to train spm)
 set -euo pipefail
@@ -20,14 +25,49 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore
 die() { echo "prepare_data.sh: error: $*" >&2; exit 2; }
 [[ $# -eq 3 ]] || die "usage: prepare_data.sh {mt|lm|sum} SRC_DIR OUT_DIR"
 MODE=$1 SRC=$2 OUT=$3
-case "$MODE" in
-  mt)  SIDES="en de";  FAIRSEQ_ARGS=(--source-lang en --target-lang de --joined-dictionary) ;;
-  lm)  SIDES="txt";    FAIRSEQ_ARGS=(--only-source) ;;
-  sum) SIDES="doc sum"; FAIRSEQ_ARGS=(--source-lang doc --target-lang sum --joined-dictionary) ;;
-  *)   die "unknown mode '$MODE' (expected mt, lm or sum)" ;;
-esac
+[[ "$MODE" =~ ^(mt|lm|sum)$ ]] || die "unknown mode '$MODE' (expected mt, lm or sum)"
 [[ -d "$SRC" ]] || die "corpus directory not found: $SRC"
-[[ -x "$BIN/fairseq-preprocess" ]] || die "$BIN/fairseq-preprocess not found (run scripts/setup_env.sh)"
+[[ -x "$BIN/python" ]] && "$BIN/python" -c "import fairseq_cli, sentencepiece" 2>/dev/null \
+  || die "$BIN/python cannot import fairseq and sentencepiece (run scripts/setup_env.sh)"
+
+# pair_sides: "SOURCE TARGET" of a parallel corpus in $SRC (see the header), or die
+pair_sides() {
+  local found=() name base a b
+  if [[ -n "${SRC_LANG:-}${TGT_LANG:-}" ]]; then
+    [[ -n "${SRC_LANG:-}" && -n "${TGT_LANG:-}" && "$SRC_LANG" != "$TGT_LANG" ]] \
+      || die "set both SRC_LANG and TGT_LANG, to two different sides (got '${SRC_LANG:-}' and '${TGT_LANG:-}')"
+    echo "$SRC_LANG $TGT_LANG"
+    return
+  fi
+  for name in "$SRC"/train.*; do
+    [[ -f "$name" ]] || continue
+    name=${name##*/train.}
+    found+=("${name%.gz}")
+  done
+  mapfile -t found < <(printf '%s\n' "${found[@]}" | grep . | LC_ALL=C sort -u)
+  (( ${#found[@]} == 2 )) || die "expected exactly two sides train.XX and train.YY in $SRC, found ${#found[@]}" \
+    "(${found[*]:-none}): set SRC_LANG and TGT_LANG"
+  a=${found[0]} b=${found[1]} base=$(basename "$SRC")
+  if [[ "$base" =~ (^|[^[:alnum:]])"$b"[_-]"$a"($|[^[:alnum:]]) ]]; then
+    echo "$b $a"  # the directory's name gives the direction
+  else
+    echo "$a $b"
+  fi
+}
+
+if [[ "$MODE" == lm ]]; then
+  SIDES="txt"
+  FAIRSEQ_ARGS=(--only-source)
+else
+  pair=$(pair_sides)  # exits here, with status 2, if pair_sides died
+  read -r S T <<<"$pair"
+  for side in "$S" "$T"; do
+    [[ "$side" =~ ^[A-Za-z0-9_]+$ ]] || die "side name '$side' is not a plain word (fairseq names files train.$S-$T.$S.bin)"
+  done
+  SIDES="$S $T"
+  FAIRSEQ_ARGS=(--source-lang "$S" --target-lang "$T" --joined-dictionary)
+  echo "sides: $S -> $T"
+fi
 mkdir -p "$OUT/tok"
 
 start=$SECONDS
@@ -74,7 +114,7 @@ else
   PREFIXES=(--trainpref "$OUT/tok/train" --validpref "$OUT/tok/valid" --testpref "$OUT/tok/test")
 fi
 t=$SECONDS
-"$BIN/fairseq-preprocess" "${FAIRSEQ_ARGS[@]}" "${PREFIXES[@]}" --destdir "$OUT" --workers 1 \
+"$BIN/python" -m fairseq_cli.preprocess "${FAIRSEQ_ARGS[@]}" "${PREFIXES[@]}" --destdir "$OUT" --workers 1 \
   >"$OUT/preprocess.out" 2>&1 || { tail -20 "$OUT/preprocess.out" >&2; die "fairseq-preprocess failed"; }
 grep -E ": [0-9]+ sents" "$OUT/preprocess.out" | sed "s/^.*fairseq_cli.preprocess[:|] *//" || true
 echo "fairseq-preprocess: $((SECONDS - t)) s; dictionary $(wc -l <"$(ls "$OUT"/dict*.txt | head -1)") entries -> $OUT"
