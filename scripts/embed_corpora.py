@@ -12,7 +12,7 @@ from pathlib import Path
 
 # corpus dir: (suffixes, {split: (unit, limit)}); unit "lines" or "bytes"/"words" of the first side
 SLICES = {
-    "mt_en_de": (("en", "de"), {"train": ("lines", 40000), "valid": ("lines", 500), "test": ("lines", 500)}),
+    "mt_en_de": (("en", "de"), {"train": ("lines", 40000), "valid": ("lines", 500), "test": ("lines", 2000)}),
     "lm_kernel": (("txt",), {"train": ("bytes", 2_150_000), "valid": ("words", 60000),
                              "test": ("words", 60000)}),
     "sum_debian": (("doc", "sum"), {"train": ("lines", 7500), "valid": ("lines", 400), "test": ("lines", 400)}),

@@ -21,3 +21,14 @@ MT_RECIPE=(--task translation --source-lang en --target-lang de --max-tokens 409
   --criterion label_smoothed_cross_entropy_layerdrop --label-smoothing 0.1 --optimizer adam
   --adam-betas "(0.9,0.98)" --lr 3e-3 --lr-scheduler inverse_sqrt --warmup-updates 400
   --clip-norm 1.0)
+
+# Summarization doc -> synopsis (sentencepiece 8k joint): a BART-shaped 6-layer encoder trained
+# from scratch (no pretrained BART offline), pre-norm, otherwise the translation recipe.
+SUM_RECIPE=(--task translation --source-lang doc --target-lang sum --truncate-source
+  --max-source-positions 256 --max-tokens 4096 --arch bart_layerdrop_tiny --encoder-embed-dim 128
+  --encoder-ffn-embed-dim 512 --decoder-embed-dim 128 --decoder-ffn-embed-dim 512
+  --encoder-attention-heads 4 --decoder-attention-heads 4 --encoder-normalize-before
+  --decoder-normalize-before --share-all-embeddings --dropout 0.1 --encoder-layers 6
+  --criterion label_smoothed_cross_entropy_layerdrop --label-smoothing 0.1 --optimizer adam
+  --adam-betas "(0.9,0.98)" --lr 3e-3 --lr-scheduler inverse_sqrt --warmup-updates 400
+  --clip-norm 1.0)

@@ -1,0 +1,60 @@
+"""Lead baselines for summarization: the first words / first sentence of each document, scored
+with the same ROUGE as the models (fairseq_layerdrop.evaluation.rouge_scores).
+
+    python scripts/lead_baseline.py CORPUS_DIR [--split test] [-o lead.json]
+
+"lead-K" takes the first K words, K from 5 to 12 and K = the mean reference length rounded;
+"first sentence" cuts at the first '.', '!' or '?' followed by a space.
+"""
+import argparse
+import gzip
+import json
+import re
+import sys
+from pathlib import Path
+
+from fairseq_layerdrop.evaluation import rouge_scores
+
+
+def read(corpus: Path, name: str) -> list:
+    for path in (corpus / name, corpus / f"{name}.gz"):
+        if path.is_file():
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="utf-8") as f:
+                return f.read().splitlines()
+    raise FileNotFoundError(f"{corpus}/{name}[.gz]")
+
+
+def baselines(docs: list, refs: list) -> dict:
+    mean_len = round(sum(len(r.split()) for r in refs) / len(refs))
+    out = {}
+    for k in sorted({5, 8, 10, 12, mean_len}):
+        out[f"lead-{k}"] = rouge_scores([" ".join(d.split()[:k]) for d in docs], refs)
+    first = [re.split(r"(?<=[.!?])\s", d, maxsplit=1)[0] for d in docs]
+    out["first sentence"] = rouge_scores(first, refs)
+    return {"mean_reference_words": mean_len, "lines": len(refs), "scores": out}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("corpus", type=Path, help="directory with SPLIT.doc and SPLIT.sum (plain or .gz)")
+    p.add_argument("--split", default="test")
+    p.add_argument("-o", "--output", type=Path, help="write the scores here (JSON)")
+    args = p.parse_args(argv)
+    try:
+        docs, refs = read(args.corpus, f"{args.split}.doc"), read(args.corpus, f"{args.split}.sum")
+    except (OSError, UnicodeDecodeError) as err:
+        p.exit(2, f"{p.prog}: error: {err}\n")
+    if len(docs) != len(refs) or not refs:
+        p.exit(2, f"{p.prog}: error: {len(docs)} documents but {len(refs)} summaries\n")
+    result = baselines(docs, refs)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=1))
+    for name, s in result["scores"].items():
+        print(f"{name}: ROUGE-1 {s['rouge1']:.2f}  ROUGE-2 {s['rouge2']:.2f}  ROUGE-L {s['rougeL']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
