@@ -1,7 +1,8 @@
 """Prune a fairseq checkpoint to chosen layers: pure functions over state dicts and configs.
 
 No fairseq imports (torch and the standard library only), so every rule here is testable on
-hand-built dicts. :func:`prune_state` is the core (``state -> new state``):
+hand-built dicts; which keys are layers and how layers are chosen lives in
+:mod:`fairseq_layerdrop.layer_keys`. :func:`prune_state` is the core (``state -> new state``):
 
 * model keys ``<stack>...layers.<i>.*`` of kept layers are renumbered ``0..k-1`` per stack
   (``encoder.layers.N``, ``decoder.layers.N``, RoBERTa's ``encoder.sentence_encoder.layers.N``),
@@ -17,20 +18,28 @@ hand-built dicts. :func:`prune_state` is the core (``state -> new state``):
 """
 import argparse
 import enum
-import re
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional
 
 import torch
 
 from fairseq_layerdrop.arch_names import PLUGIN_OPTION_PREFIX, PLUGIN_PARAM_PREFIX, STOCK_ARCH, STOCK_MODEL
-from fairseq_layerdrop.learned import keep_order
+from fairseq_layerdrop.errors import PruneError, show
+from fairseq_layerdrop.layer_keys import (  # noqa: F401  (re-exported: callers use pruning.*)
+    LAYER_RE,
+    LEARNED_SUFFIX,
+    STACKS,
+    check_depth,
+    every_other,
+    layer_key,
+    layer_stacks,
+    learned_keep,
+    parse_keep_list,
+)
 
-STACKS = ("encoder", "decoder")
 PROVENANCE_KEY = "layerdrop_pruning"
 PROVENANCE_FORMAT = 1
-# first ".layers.<i>." of a key, as fairseq's own prune_state_dict matches it
-_LAYER = re.compile(r"\.layers\.(\d+)\.")
+_LAYER = LAYER_RE  # the first canonical ".layers.<i>." of a key (search.py finds the stacks with it)
 # config sections that a flat argparse-era Namespace fills, and the key naming each one's class
 _LEGACY_SECTIONS = {"model": "arch", "task": "task", "criterion": "criterion", "optimizer": "optimizer",
                     "lr_scheduler": "lr_scheduler", "bpe": "bpe", "tokenizer": "tokenizer", "common": None}
@@ -40,74 +49,6 @@ _PLUGIN_SUFFIX = "_layerdrop"  # our criteria: "<stock criterion>_layerdrop"
 # plain config loads as one), and BARTModel.upgrade_state_dict_named then reads ``args.task``
 # (AttributeError). Such files need TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 or the plugin's allow-list.
 NAMESPACE_ARCH_PREFIXES = ("bart_", "mbart_")
-
-
-class PruneError(ValueError):
-    """Bad request or unusable checkpoint; the message is one line for the user."""
-
-
-# -- layer discovery and selection --------------------------------------------------------
-def layer_stacks(model_state: Mapping) -> Dict[str, int]:
-    """``{stack: number of layers}`` from ``<stack>...layers.<i>.`` keys; indices must be 0..N-1."""
-    seen: Dict[str, set] = {}
-    for key in model_state:
-        match = _LAYER.search(key)
-        stack = key.split(".", 1)[0]
-        if match and stack in STACKS:
-            seen.setdefault(stack, set()).add(int(match.group(1)))
-    for stack, idx in seen.items():
-        if idx != set(range(len(idx))):
-            raise PruneError(f"the {stack} layers are not numbered 0..{len(idx) - 1}: {sorted(idx)}")
-    return {stack: len(seen[stack]) for stack in STACKS if stack in seen}
-
-
-def parse_keep_list(text: str, num_layers: int, stack: str) -> List[int]:
-    """fairseq's ``"0,2,4"`` format, strictly: integers, increasing, unique, in ``0..num_layers-1``."""
-    items = [s.strip() for s in str(text).split(",")]
-    if not text or not str(text).strip() or any(s == "" for s in items):
-        raise PruneError(f"--{stack}-layers-to-keep: empty list or empty item in {text!r}")
-    bad = [s for s in items if not s.isdigit()]
-    if bad:
-        raise PruneError(f"--{stack}-layers-to-keep: {bad[0]!r} is not a layer index")
-    idx = [int(s) for s in items]
-    out = [i for i in idx if i >= num_layers]
-    if out:
-        raise PruneError(f"--{stack}-layers-to-keep: index {out[0]} out of range for a {num_layers}-layer "
-                         f"{stack} (0..{num_layers - 1})")
-    if len(set(idx)) != len(idx):
-        raise PruneError(f"--{stack}-layers-to-keep: duplicate index in {text!r}")
-    if idx != sorted(idx):
-        raise PruneError(f"--{stack}-layers-to-keep: indices must be increasing, got {text!r}")
-    return idx
-
-
-def check_depth(depth: int, num_layers: int, stack: str) -> int:
-    if not 1 <= depth <= num_layers:
-        raise PruneError(f"--{stack}-depth must be in 1..{num_layers} for a {num_layers}-layer {stack}, "
-                         f"got {depth}")
-    return depth
-
-
-def every_other(num_layers: int, depth: int) -> List[int]:
-    """Keep ``depth`` of ``num_layers`` layers at stride ``num_layers / depth`` from layer 0.
-
-    Index ``i`` of the result is ``floor(i * num_layers / depth)``. For ``depth = num_layers / 2``
-    this is 0, 2, 4, ... (the paper's and fairseq's LayerDrop README rule); for
-    ``depth = num_layers / k`` it is every k-th layer; ``depth = num_layers`` keeps all.
-    """
-    check_depth(depth, num_layers, "stack")
-    return [(i * num_layers) // depth for i in range(depth)]
-
-
-def learned_keep(model_state: Mapping, stack: str, depth: int, mean_rate: float) -> List[int]:
-    """The ``depth`` layers with the lowest learned drop rates (``<stack>...layers.layerdrop_logits``)."""
-    keys = [k for k in model_state if k.split(".", 1)[0] == stack and k.endswith(".layers.layerdrop_logits")]
-    if not keys:
-        raise PruneError(f"--strategy learned: the checkpoint has no learned {stack} rates "
-                         f"({stack}.layers.layerdrop_logits); train with --layerdrop-learned-rates "
-                         f"or choose another --strategy")
-    order = keep_order(model_state[keys[0]].detach().double(), float(mean_rate or 0.2))
-    return sorted(order[:depth])
 
 
 # -- model state ----------------------------------------------------------------------------
@@ -127,13 +68,14 @@ def prune_model_state(model_state: Mapping, keep: Dict[str, List[int]], to_stock
         stack = key.split(".", 1)[0]
         if to_stock and _is_plugin_param(key):
             continue
-        match = _LAYER.search(key)
-        if stack in maps and match:
-            new = maps[stack].get(int(match.group(1)))
+        parsed = layer_key(key)
+        if stack in maps and parsed:
+            prefix, index, rest = parsed
+            new = maps[stack].get(index)
             if new is not None:
-                out[f"{key[:match.start(1)]}{new}{key[match.end(1):]}"] = value
+                out[f"{prefix}.layers.{new}.{rest}"] = value
             continue
-        if stack in maps and _is_plugin_param(key) and key.endswith(".layers.layerdrop_logits"):
+        if stack in maps and _is_plugin_param(key) and key.endswith(LEARNED_SUFFIX):
             value = value[keep[stack]].clone()
         out[key] = value
     return out
@@ -165,8 +107,8 @@ def plain(obj, where: str = "cfg"):
         return obj.value if isinstance(obj.value, (str, int, float)) else obj.name
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
-    raise PruneError(f"{where} holds a {type(obj).__module__}.{type(obj).__qualname__}, which cannot be "
-                     f"written as a plain config")
+    raise PruneError(f"{show(where)} holds a {show(type(obj).__module__)}.{show(type(obj).__qualname__)}, "
+                     f"which cannot be written as a plain config")
 
 
 def _upgrade_legacy_args(flat: dict) -> dict:
