@@ -1,58 +1,127 @@
-"""Reading and writing checkpoints for the prune tool: safe, memory-mapped, verified, atomic.
+"""Reading checkpoints for the prune and sweep tools: one loader, safe, bounded, memory-mapped.
 
-* :func:`hash_and_verify` streams the input once: its sha256 (for the provenance record) and,
-  for torch's zip format, the CRC-32 of every archive member, so a truncated or corrupted file
-  is refused before anything is written.
-* :func:`load_checkpoint` uses ``torch.load(weights_only=True, mmap=True)`` with only the
-  allow-listed classes of :mod:`fairseq_layerdrop.safe_load`: a pickle that asks for any other
-  global is refused (nothing from it is executed). ``mmap`` leaves the tensors in the file, so
-  pruning a large checkpoint never holds two copies in RAM.
-* :func:`atomic_save` writes a temporary file next to the output, fsyncs it and renames it over
-  the output; on any failure the temporary file is removed and no output appears.
+* :func:`open_input` opens the input once (a FIFO or device is refused without blocking); every
+  later read goes through that descriptor (``/proc/self/fd/N`` where it exists), so the file
+  checked, loaded and hashed is one file even if the path changes meanwhile, and a path that is
+  not UTF-8 (which torch's mmap cannot open) works.
+* :func:`load_checkpoint` checks the archive before torch reads it
+  (:mod:`~fairseq_layerdrop.archive_checks`: zip directory, compression bounds, pickle size,
+  every storage record's size), loads with ``torch.load(weights_only=True, mmap=True)`` and only
+  the allow-listed data classes of :mod:`~fairseq_layerdrop.safe_load` (a pickle asking for any
+  other global is refused, nothing from it runs), then checks the whole structure
+  (:mod:`~fairseq_layerdrop.checkpoint_checks`). ``mmap`` leaves the tensors in the file.
+* :func:`hash_and_verify` streams the file once: its sha256 and the CRC-32 of every stored zip
+  member, so a corrupt file is refused before anything is written.
 
 Every failure the user can cause raises :class:`CheckpointError` with a one-line message.
+Writing is :mod:`fairseq_layerdrop.output_file`.
 """
-import ctypes
-import ctypes.util
 import hashlib
-import mmap
 import os
+import pickle
+import pickletools
 import re
-import struct
-import tempfile
-import zipfile
+import stat
+import warnings
 import zlib
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
+from fairseq_layerdrop import archive_checks, checkpoint_checks
+from fairseq_layerdrop.errors import CheckpointError, show
 from fairseq_layerdrop.safe_load import SAFE_CHECKPOINT_GLOBALS
 
 _CHUNK = 1 << 22  # 4 MiB reads
-_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header, 30 bytes
+PATH_MAX = 4096  # Linux; os.pathconf gives the file system's value where it can
+NAME_MAX = 255
+_TRUST_HINT = "pass --trust-checkpoint only if you trust where the file comes from"
 
 
-class CheckpointError(Exception):
-    """A checkpoint or output path the tool cannot use; the message is one line."""
+def path_limits(directory) -> tuple:
+    """``(longest path, longest file name)`` in bytes for files in ``directory``."""
+    limits = []
+    for name, default in (("PC_PATH_MAX", PATH_MAX), ("PC_NAME_MAX", NAME_MAX)):
+        try:
+            limits.append(os.pathconf(directory, name))
+        except (OSError, ValueError):
+            limits.append(default)
+    return tuple(limits)
 
 
-def _members(path: Path):
-    """``[(start, end, crc)]`` byte ranges of the zip members' data, sorted by start."""
-    spans = []
-    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
-        for info in zf.infolist():
-            if info.compress_type != zipfile.ZIP_STORED:
-                continue  # torch stores; a compressed member is left to the loader
-            f.seek(info.header_offset)
-            header = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
-            if header[0] != b"PK\x03\x04":
-                raise CheckpointError(f"{path}: corrupt zip archive (bad local header of {info.filename})")
-            start = info.header_offset + _LOCAL_HEADER.size + header[9] + header[10]
-            spans.append((start, start + info.compress_size, info.CRC, info.filename))
-    return sorted(spans)
+def check_path_text(path, role: str) -> bytes:
+    """The path's bytes; refuses a NUL, a trailing ``/`` and lengths over the system's limits."""
+    raw = os.fsencode(path)
+    where = show(path)
+    if not raw or b"\0" in raw:
+        raise CheckpointError(f"{where}: not a usable {role} path")
+    if raw.endswith(b"/"):
+        raise CheckpointError(f"{where}: names a directory (trailing '/'); give the {role} file's name")
+    directory = os.path.dirname(raw) or b"."
+    path_max, name_max = path_limits(directory if os.path.isdir(directory) else b".")
+    if len(raw) >= path_max:
+        raise CheckpointError(f"{where}: path too long ({len(raw)} bytes; the limit is {path_max - 1})")
+    long_names = [part for part in raw.split(b"/") if len(part) > name_max]
+    if long_names:
+        raise CheckpointError(f"{where}: file name too long ({len(long_names[0])} bytes; the limit is "
+                              f"{name_max})")
+    return raw
+
+
+class InputFile:
+    """An input checkpoint opened once: ``path`` as given, ``fd``, its ``stat``, and the path
+    that reaches exactly this file for libraries that need a name (``/proc/self/fd/N``)."""
+
+    def __init__(self, path):
+        self.path, self.where = Path(os.fsdecode(path)), show(path)
+        check_path_text(path, "input")
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise CheckpointError(f"{self.where}: no such file") from None
+        except PermissionError:
+            raise CheckpointError(f"{self.where}: not readable") from None
+        except OSError as err:
+            raise CheckpointError(f"{self.where}: cannot open: {show(err.strerror or err)}") from None
+        self.stat = os.fstat(self.fd)
+        if stat.S_ISDIR(self.stat.st_mode) or not stat.S_ISREG(self.stat.st_mode):
+            self.close()
+            kind = "is a directory" if stat.S_ISDIR(self.stat.st_mode) else "not a regular file"
+            raise CheckpointError(f"{self.where}: {kind}")
+        if self.stat.st_size == 0:
+            self.close()
+            raise CheckpointError(f"{self.where}: empty file")
+        proc = f"/proc/self/fd/{self.fd}"
+        self.name = proc if os.path.exists(proc) else os.fsdecode(path)
+        if self.name != proc:  # no /proc: torch opens the path itself, and needs it in UTF-8
+            try:
+                self.name.encode("utf-8")
+            except UnicodeEncodeError:
+                self.close()
+                raise CheckpointError(f"{self.where}: torch cannot open a path that is not UTF-8 on this "
+                                      f"system (no /proc/self/fd); rename or link the file") from None
+        self.archive = None
+
+    def open(self):
+        """A new binary reader of this file (its own position)."""
+        return open(self.name, "rb")
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_input(path) -> InputFile:
+    return InputFile(path)
 
 
 def _crc_chunk(spans, crcs, first, chunk, pos) -> None:
@@ -67,225 +136,104 @@ def _crc_chunk(spans, crcs, first, chunk, pos) -> None:
             crcs[i] = zlib.crc32(chunk[lo - pos:hi - pos], crcs[i])
 
 
-def hash_and_verify(path, progress: Optional[Callable[[int], None]] = None) -> str:
-    """sha256 of the file, checking every member's CRC-32 on the way (one sequential read).
+def _checked_archive(src: InputFile):
+    if src.archive is None:
+        with src.open() as f:
+            src.archive = archive_checks.check_archive(f, src.stat.st_size, src.where)
+    return src.archive
+
+
+def hash_and_verify(path_or_input, progress: Optional[Callable[[int], None]] = None) -> str:
+    """sha256 of the file, checking every stored member's CRC-32 on the way (one sequential read).
 
     The CRC of a chunk runs on a second thread while the main thread hashes it (both release
     the GIL), so the check costs little more than the sha256 alone on two cores.
     """
-    path = check_input_path(path)
+    src = path_or_input if isinstance(path_or_input, InputFile) else InputFile(path_or_input)
     try:
-        spans = _members(path) if zipfile.is_zipfile(path) else []
-    except (zipfile.BadZipFile, OSError, EOFError, struct.error) as err:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from None
-    sha, crcs, pos, first = hashlib.sha256(), [0] * len(spans), 0, 0
-    with open(path, "rb") as f, ThreadPoolExecutor(max_workers=1) as pool:
-        while True:
-            chunk = f.read(_CHUNK)
-            if not chunk:
-                break
-            while first < len(spans) and spans[first][1] <= pos:
-                first += 1
-            crc_done = pool.submit(_crc_chunk, spans, crcs, first, chunk, pos)
-            sha.update(chunk)
-            crc_done.result()
-            pos += len(chunk)
-            if progress:
-                progress(len(chunk))
+        archive = _checked_archive(src)
+        spans = sorted((m.start, m.start + m.size, m.crc, m.name) for m in archive.members.values() if m.stored)
+        sha, crcs, pos, first = hashlib.sha256(), [0] * len(spans), 0, 0
+        with src.open() as f, ThreadPoolExecutor(max_workers=1) as pool:
+            while True:
+                chunk = f.read(_CHUNK)
+                if not chunk:
+                    break
+                while first < len(spans) and spans[first][1] <= pos:
+                    first += 1
+                crc_done = pool.submit(_crc_chunk, spans, crcs, first, chunk, pos)
+                sha.update(chunk)
+                crc_done.result()
+                pos += len(chunk)
+                if progress:
+                    progress(len(chunk))
+    finally:
+        if src is not path_or_input:
+            src.close()
+    if pos != src.stat.st_size:
+        raise CheckpointError(f"{src.where}: the file changed size while being read")
     for (start, stop, crc, name), got in zip(spans, crcs):
         if got != crc:
-            raise CheckpointError(f"{path}: corrupt checkpoint (checksum mismatch in {name})")
+            raise CheckpointError(f"{src.where}: corrupt checkpoint (checksum mismatch in {show(name)})")
     return sha.hexdigest()
 
 
-def _unsupported_global(err: Exception) -> Optional[str]:
-    match = re.search(r"GLOBAL ([\w.]+)", str(err))
-    return match.group(1) if match else None
+def _refusal(err: Exception, archive) -> str:
+    """A one-line reason for a failed ``torch.load``: what was refused, and whether trusting helps."""
+    text = str(err)
+    inner = text.split("WeightsUnpickler error:", 1)[-1]
+    name = re.search(r"GLOBAL (\S+?)(?: was not|\s+whose|\s|$)", inner)
+    if name:
+        return (f"refused to load: it needs the class or function {show(name.group(1))}, which is not on "
+                f"the allow-list of data-only classes; {_TRUST_HINT}")
+    operand = re.search(r"Unsupported operand (\d+)", inner)
+    if operand:
+        op = pickletools.code2op.get(chr(int(operand.group(1))))
+        proto = f"pickle protocol {archive.protocol}" if archive.protocol is not None else "its pickle"
+        return (f"refused by torch's safe loader, not corrupt: saved with {proto}, whose opcode "
+                f"{op.name if op else operand.group(1)} the safe loader does not read; re-save it with "
+                f"torch.save's default protocol, or {_TRUST_HINT}")
+    lines = [ln.strip() for ln in inner.splitlines() if ln.strip() and "pytorch.org" not in ln]
+    first = lines[0] if lines else type(err).__name__
+    if isinstance(err, pickle.UnpicklingError):
+        return f"refused by torch's safe loader: {show(first)}; {_TRUST_HINT}"
+    return f"not a readable torch checkpoint: {show(type(err).__name__)}: {show(first)}"
 
 
-def _torch_load(path: Path, trust: bool):
-    is_zip = zipfile.is_zipfile(path)
-    if trust:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=is_zip)
-    with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
-        # mmap needs torch's zip format; pre-1.6 files are read into memory
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+def _torch_load(src: InputFile, trust: bool):
+    mmap = src.archive.kind == "zip"  # mmap needs torch's zip format; legacy files are read into memory
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about protocols and TorchScript on stderr
+        if trust:
+            return torch.load(src.name, map_location="cpu", weights_only=False, mmap=mmap)
+        with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
+            return torch.load(src.name, map_location="cpu", weights_only=True, mmap=mmap)
 
 
-def check_input_path(path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file")
-    if not os.access(path, os.R_OK):
-        raise CheckpointError(f"{path}: not readable")
-    return path
+def load_checkpoint(path_or_input, trust: bool = False) -> dict:
+    """The checkpoint as a dict, tensors memory-mapped; refuses anything but a fairseq checkpoint.
 
-
-def load_checkpoint(path, trust: bool = False) -> dict:
-    """The checkpoint at ``path`` as a dict, tensors memory-mapped; refuses non-fairseq files."""
-    path = check_input_path(path)
-    with open(path, "rb") as f:
-        zip_magic = f.read(4) == b"PK\x03\x04"
-    if zip_magic and not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint (its zip archive has no end)")
-    try:
-        state = _torch_load(path, trust)
-    except Exception as err:  # torch raises RuntimeError / UnpicklingError / EOFError / ValueError ...
-        name = _unsupported_global(err)
-        if name:
-            raise CheckpointError(
-                f"{path}: refused to load: it needs the class or function {name}, which is not on the "
-                f"allow-list of data-only classes; pass --trust-checkpoint only if you trust where the "
-                f"file comes from") from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): "
-                              f"{first[:200]}") from None
-    check_fairseq_checkpoint(state, path)
-    return state
-
-
-def check_fairseq_checkpoint(state, path="checkpoint") -> None:
-    if not isinstance(state, Mapping) or not isinstance(state.get("model"), Mapping):
-        raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
-    if not all(torch.is_tensor(v) for v in state["model"].values()):
-        raise CheckpointError(f"{path}: not a fairseq checkpoint ('model' holds non-tensors)")
-    if state.get("args") is None and state.get("cfg") is None:
-        raise CheckpointError(f"{path}: not a fairseq checkpoint (no saved config 'args' or 'cfg')")
-
-
-def check_output_path(src, out, force: bool) -> None:
-    """Refuse to overwrite the input, an existing output without ``force``, or an unwritable place."""
-    src, out = Path(src), Path(out)
-    if out.exists() and src.exists() and os.path.samefile(src, out):
-        raise CheckpointError(f"{out}: refusing to overwrite the input checkpoint")
-    if out.exists() and out.is_dir():
-        raise CheckpointError(f"{out}: is a directory")
-    if out.exists() and not force:
-        raise CheckpointError(f"{out}: output exists (pass --force to replace it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise CheckpointError(f"{out}: cannot write: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CheckpointError(f"{out}: cannot write: directory {parent} is not writable")
-
-
-class _MappedPages:
-    """The kernel mappings of a memory-mapped input file, to hand its pages back while writing.
-
-    ``torch.save`` reads every kept tensor, and each page it reads from the (private, never
-    written) mapping of the input counts towards the process's resident memory until unmapped.
-    ``madvise(MADV_DONTNEED)`` on those mappings after each written chunk keeps the peak near one
-    chunk; a later read re-faults the page from the file, so nothing is lost. The ranges come
-    from ``/proc/self/maps`` entries of exactly this file, never from tensor addresses (dropping
-    anonymous memory would zero it). A no-op where either is unavailable.
+    ``path_or_input``: a path or an :class:`InputFile` (kept open by the caller, e.g. to hash the
+    very same file afterwards).
     """
-
-    def __init__(self, path):
-        self.ranges = []
-        libc_name = ctypes.util.find_library("c")
-        self.madvise = getattr(ctypes.CDLL(libc_name, use_errno=True), "madvise", None) if libc_name else None
-        if self.madvise is None or not hasattr(mmap, "MADV_DONTNEED"):
-            return
-        self.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        target = os.stat(path)
-        try:
-            lines = Path("/proc/self/maps").read_text().splitlines()
-        except OSError:
-            return
-        for line in lines:
-            fields = line.split(maxsplit=5)
-            if len(fields) < 6 or fields[4] == "0":
-                continue
-            dev_major, dev_minor = (int(x, 16) for x in fields[3].split(":"))
-            if int(fields[4]) == target.st_ino and os.makedev(dev_major, dev_minor) == target.st_dev:
-                lo, hi = (int(x, 16) for x in fields[0].split("-"))
-                self.ranges.append((lo, hi - lo))
-
-    def release(self) -> None:
-        for start, length in self.ranges:
-            self.madvise(start, length, mmap.MADV_DONTNEED)
-
-
-class _ReleasingFile:
-    """A write-only file wrapper that releases the mapped input every ``every`` bytes."""
-
-    def __init__(self, f, pages: Optional[_MappedPages], every: int = 1 << 26):
-        self.f, self.pages, self.every, self.pending = f, pages, every, 0
-
-    def write(self, data) -> int:
-        n = self.f.write(data)
-        self.pending += len(data)
-        if self.pages is not None and self.pending >= self.every:
-            self.pages.release()
-            self.pending = 0
-        return n
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
-def mapped_pages(path) -> _MappedPages:
-    """The mappings of ``path`` made by :func:`load_checkpoint` (none for a pre-zip file)."""
-    return _MappedPages(path)
-
-
-def atomic_save(obj, out, release: Optional[_MappedPages] = None) -> None:
-    """``torch.save`` to a temporary file in the output's directory, fsync, then rename.
-
-    ``release``: the mapped input's pages (:func:`mapped_pages`), dropped while writing.
-    """
-    out = Path(out)
+    src = path_or_input if isinstance(path_or_input, InputFile) else InputFile(path_or_input)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
-    except OSError as err:
-        raise CheckpointError(f"{out}: cannot write: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, _ReleasingFile(f, release))
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, out)
-    except BaseException as err:
+        archive = _checked_archive(src)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(err, OSError):
-            raise CheckpointError(f"{out}: cannot write: {err.strerror or err}") from None
-        raise
-    try:  # make the rename durable
-        dir_fd = os.open(out.parent or ".", os.O_RDONLY)
+            state = _torch_load(src, trust)
+        except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ValueError ...
+            raise CheckpointError(f"{src.where}: {_refusal(err, archive)}") from None
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-class _ByteCounter:
-    """A write-only sink that counts bytes (``--dry-run`` sizes without writing)."""
-
-    def __init__(self):
-        self.size = 0
-
-    def write(self, data) -> int:
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def serialized_size(obj) -> int:
-    """Bytes ``torch.save(obj)`` would write (within a few hundred bytes of zip padding)."""
-    sink = _ByteCounter()
-    torch.save(obj, sink)
-    return sink.size
+            checkpoint_checks.check_checkpoint(state, src.where)
+        except CheckpointError:
+            raise
+        except Exception as err:
+            if not trust:  # safe loading gives plain data only: an exception here is our bug
+                raise
+            # trusted pickles can hold any object, whose methods may raise anything
+            raise CheckpointError(f"{src.where}: unexpected content ({show(type(err).__name__)}: "
+                                  f"{show(str(err))})") from None
+        return state
+    finally:
+        if src is not path_or_input:
+            src.close()

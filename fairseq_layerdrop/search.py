@@ -11,6 +11,7 @@ fairseq logs ``nll_loss``) over the first ``max_batches`` batches of the subset,
 import contextlib
 import itertools
 import math
+import resource
 import sys
 from collections import OrderedDict
 from typing import Dict, List
@@ -22,9 +23,68 @@ from torch import nn
 from tqdm import tqdm
 
 import fairseq_layerdrop
+from fairseq_layerdrop.errors import show
 from fairseq_layerdrop.pruning import _LAYER, prune_state
 
 fairseq_layerdrop.register()  # plugin architectures without a stock name are built here
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _same_shapes(built: dict, weights: dict) -> None:
+    """Shared names must have the same shapes, and the built model may not be much larger than the
+    weights (fairseq adds a few small buffers, and its load_state_dict checks names strictly)."""
+    for key in sorted(set(built) & set(weights)):
+        if tuple(built[key].shape) != tuple(weights[key].shape):
+            raise ValueError(f"{show(key)} is {list(built[key].shape)} in the model the config and the data's "
+                             f"dictionary describe, {list(weights[key].shape)} in the checkpoint")
+    if _nbytes(built.values()) > 2 * _nbytes(weights.values()) + (64 << 20):
+        raise ValueError(f"the model its config describes takes {_nbytes(built.values()):,} bytes, its weights "
+                         f"{_nbytes(weights.values()):,}")
+
+
+@contextlib.contextmanager
+def _address_space(extra: int):
+    """Allocations beyond ``extra`` more bytes of address space fail (MemoryError) inside."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        now = int(f.read().split()[0]) * resource.getpagesize()
+    limit = now + extra if hard == resource.RLIM_INFINITY else min(hard, now + extra)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _meta_model(task, model_cfg):
+    try:
+        with torch.device("meta"):
+            return task.build_model(model_cfg, from_checkpoint=True)
+    except (NotImplementedError, RuntimeError):
+        return None
+
+
+def build_checked(task, model_cfg, weights: dict):
+    """The model ``model_cfg`` describes, refused before it takes memory if its tensors are not the
+    checkpoint's: a hostile config could otherwise ask for a model of any size. Built first on
+    torch's meta device (no memory); families whose initialisation cannot run there (BART copies
+    through the CPU) are built under an address-space limit of twice the checkpoint's tensors
+    plus 512 MiB, then compared."""
+    shell = _meta_model(task, model_cfg)
+    if shell is not None:
+        _same_shapes(shell.state_dict(), weights)
+        return task.build_model(model_cfg, from_checkpoint=True)
+    try:
+        with _address_space(2 * _nbytes(weights.values()) + (512 << 20)):
+            model = task.build_model(model_cfg, from_checkpoint=True)
+    except (MemoryError, RuntimeError) as err:
+        raise ValueError(f"building the model its config describes needs more memory than its weights "
+                         f"justify ({show(type(err).__name__)})") from None
+    _same_shapes(model.state_dict(), weights)
+    return model
 
 
 class ValidLoss:
@@ -39,7 +99,7 @@ class ValidLoss:
             cfg.task.data = str(data)
         self.task = tasks.setup_task(cfg.task)
         self.task.load_dataset(subset, combine=False, epoch=1, task_cfg=cfg.task)
-        self.model = self.task.build_model(cfg.model, from_checkpoint=True)
+        self.model = build_checked(self.task, cfg.model, state["model"])
         self.model.load_state_dict(OrderedDict(state["model"]), strict=True, model_cfg=cfg.model)
         self.model.eval()
         itr = self.task.get_batch_iterator(

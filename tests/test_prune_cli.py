@@ -3,10 +3,14 @@
 Every bad input must give exit status 2, one line on stderr naming the problem, no output
 file (not even a temporary one) and an input that is byte-identical afterwards.
 """
+import fcntl
 import hashlib
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
 import torch
@@ -172,6 +176,25 @@ def test_crafted_pickle_is_refused_and_not_executed(tmp_path, capsys):
     assert not marker.exists() and not (tmp_path / "o.pt").exists()
 
 
+def _terminal_stderr(cmd, env):
+    """Run ``cmd`` with stderr on a pseudo-terminal; ``(returncode, stderr text)``."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100 characters
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the terminal's other side is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
 def test_console_script_and_module_entry_point(ckpt, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     script = os.path.join(os.path.dirname(sys.executable), "fairseq-layerdrop-prune")
@@ -180,10 +203,14 @@ def test_console_script_and_module_entry_point(ckpt, tmp_path):
     b = subprocess.run([sys.executable, "-m", "fairseq_layerdrop.cli.prune", ckpt, tmp_path / "b.pt",
                         "--decoder-layers-to-keep", "0,2,4"], capture_output=True, text=True, env=env)
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
-    assert "verify + sha256" in b.stderr and a.stderr == ""  # progress bar unless --quiet
+    assert a.stderr == "" and b.stderr == ""  # stderr is not a terminal: no progress output
+    code, shown = _terminal_stderr([script, ckpt, tmp_path / "c.pt", "--decoder-depth", "2"], env)
+    assert code == 0 and "verify + sha256" in shown and "loaded" in shown  # progress on a terminal
+    code, shown = _terminal_stderr([script, ckpt, tmp_path / "d.pt", "--decoder-depth", "2", "--quiet"], env)
+    assert code == 0 and shown == ""
     ma, mb = load(tmp_path / "a.pt")["model"], load(tmp_path / "b.pt")["model"]
     assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
-    bad = subprocess.run([script, ckpt, tmp_path / "c.pt", "--decoder-depth", "9"], capture_output=True,
+    bad = subprocess.run([script, ckpt, tmp_path / "e.pt", "--decoder-depth", "9"], capture_output=True,
                          text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
 
@@ -191,22 +218,22 @@ def test_console_script_and_module_entry_point(ckpt, tmp_path):
 def test_writing_with_released_input_pages_keeps_every_value(tmp_path):
     """The memory-saving writer drops the input's mapped pages after every write (every=1 here):
     the output must still hold exactly the input's values, re-read from the file."""
-    from fairseq_layerdrop import checkpoint_io
+    from fairseq_layerdrop import checkpoint_io, output_file
 
     src = tmp_path / "big.pt"
     state = make_state(enc=4, dec=4)
     state["model"]["extra.weight"] = torch.randn(512, 1024)  # 2 MB: spans many pages
     torch.save(state, src)
     loaded = checkpoint_io.load_checkpoint(src)
-    pages = checkpoint_io.mapped_pages(src)
+    pages = output_file.mapped_pages(src)
     assert pages.ranges, "the input should be memory-mapped"
     new = pruning.prune_state(loaded, {"encoder": [0, 3]})
-    writer = checkpoint_io._ReleasingFile
+    writer = output_file._ReleasingFile
     try:
-        checkpoint_io._ReleasingFile = lambda f, p: writer(f, p, every=1)
-        checkpoint_io.atomic_save(new, tmp_path / "out.pt", release=pages)
+        output_file._ReleasingFile = lambda f, p: writer(f, p, every=1)
+        output_file.save_exclusive(new, tmp_path / "out.pt", release=pages)
     finally:
-        checkpoint_io._ReleasingFile = writer
+        output_file._ReleasingFile = writer
     out = load(tmp_path / "out.pt")["model"]
     assert torch.equal(out["extra.weight"], state["model"]["extra.weight"])
     assert torch.equal(out["encoder.layers.1.fc1.weight"], state["model"]["encoder.layers.3.fc1.weight"])

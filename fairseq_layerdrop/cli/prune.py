@@ -5,18 +5,23 @@
     python -m fairseq_layerdrop.cli.prune ...
 
 Parses, loads safely (``checkpoint_io``), picks the layers, calls the pure
-``pruning.prune_state`` and writes atomically. Bad input: exit status 2 and one line
-``fairseq-layerdrop-prune: error: ...``; the input is never modified. See docs/pruning.md.
+``pruning.prune_state`` and writes all or nothing (``output_file``). Every failure: one line
+``fairseq-layerdrop-prune: error: ...`` and exit status 2 (``cli.boundary``); the input is never
+modified. Progress goes to stderr only when it is a terminal. See docs/pruning.md.
 """
 import argparse
+import contextlib
+import logging
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from fairseq_layerdrop import checkpoint_io, pruning
-from fairseq_layerdrop.checkpoint_io import CheckpointError
-from fairseq_layerdrop.pruning import STACKS, PruneError
+from fairseq_layerdrop import checkpoint_io, output_file, pruning, roberta_checks
+from fairseq_layerdrop.cli import boundary
+from fairseq_layerdrop.errors import PruneError, one_line, show
+from fairseq_layerdrop.layer_keys import parse_index
+from fairseq_layerdrop.pruning import STACKS
 
 PROG = "fairseq-layerdrop-prune"
 STRATEGIES = ("every-other", "search-on-valid", "learned")
@@ -26,14 +31,23 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is the same single line as every other bad input."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def _depth(value: str) -> int:
     try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of layers, got {value!r}") from None
+        return parse_index(value, "depth")
+    except PruneError:
+        raise argparse.ArgumentTypeError(f"expected a number of layers (ASCII digits), got "
+                                         f"{show(ascii(value))}") from None
+
+
+def _count(value: str) -> int:
+    try:
+        return parse_index(value, "count")
+    except PruneError:
+        raise argparse.ArgumentTypeError(f"expected a positive number (ASCII digits), got "
+                                         f"{show(ascii(value))}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "by validation loss, needs --data), learned (lowest learned drop rates)")
     p.add_argument("--data", help="search-on-valid: binarized data directory of the task")
     p.add_argument("--valid-subset", default="valid", help="search-on-valid: subset to score (default: valid)")
-    p.add_argument("--max-batches", type=int, default=20,
+    p.add_argument("--max-batches", type=_count, default=20,
                    help="search-on-valid: score only the first N batches (default: 20)")
-    p.add_argument("--max-tokens", type=int, default=4096,
+    p.add_argument("--max-tokens", type=_count, default=4096,
                    help="search-on-valid: tokens per batch (default: 4096)")
     p.add_argument("--keep-plugin-arch", action="store_true",
                    help="keep this plugin's architecture (the output then needs --user-dir) instead "
@@ -65,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="load INPUT with full pickle (runs code from the file!) when it needs classes "
                         "outside the safe allow-list; only for files from a trusted source")
-    p.add_argument("--quiet", action="store_true", help="no progress output (the summary line stays)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress output, fairseq's log lines included (the summary line stays); "
+                        "progress is only shown when stderr is a terminal")
     return p
 
 
@@ -113,19 +129,39 @@ def _check_search_options(args):
     if not args.data:
         raise PruneError("--strategy search-on-valid needs --data (the task's binarized data directory)")
     if not Path(args.data).is_dir():
-        raise PruneError(f"--data {args.data}: no such directory")
+        raise PruneError(f"--data {show(args.data)}: no such directory")
     if args.max_batches < 1 or args.max_tokens < 1:
         raise PruneError("--max-batches and --max-tokens must be >= 1")
 
 
-def _search(args, state, layers, targets):
-    from fairseq_layerdrop import search  # imports fairseq's task machinery: only when searching
-
+@contextlib.contextmanager
+def _fairseq_logs(quiet: bool):
+    """With ``quiet``, fairseq's loggers print nothing below ERROR while searching (its INFO lines
+    are progress: on a terminal only, and never with --quiet)."""
+    logger, level = logging.getLogger("fairseq"), logging.getLogger("fairseq").level
+    if quiet:
+        logger.setLevel(logging.ERROR)
     try:
-        evaluator = search.ValidLoss(state, args.data, args.valid_subset, args.max_batches, args.max_tokens)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        raise PruneError(f"search-on-valid: cannot load {args.valid_subset!r} from {args.data}: {err}") from None
-    keep, history = search.greedy_search(evaluator, layers, targets, quiet=args.quiet)
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _search(args, state, layers, targets):
+    """Run the search; any failure of fairseq on this data and checkpoint is one line."""
+    where = f"search-on-valid: cannot score {show(repr(args.valid_subset))} of {show(args.data)}"
+    quiet = not _progress(args)
+    with _fairseq_logs(quiet):
+        try:
+            from fairseq_layerdrop import search  # imports fairseq's task machinery: only when searching
+
+            evaluator = search.ValidLoss(state, args.data, args.valid_subset, args.max_batches, args.max_tokens)
+            keep, history = search.greedy_search(evaluator, layers, targets, quiet=quiet)
+        except (PruneError, MemoryError, boundary.Interrupted, KeyboardInterrupt):
+            raise
+        except Exception as err:  # fairseq raises anything on a data set that does not fit the model
+            raise PruneError(f"{where} with this checkpoint: {show(type(err).__name__)}: "
+                             f"{show(str(err).strip().splitlines()[0] if str(err).strip() else '')}") from None
     record = {"data": str(args.data), "subset": args.valid_subset, "max_batches": args.max_batches,
               "max_tokens": args.max_tokens, "loss_bits": history}
     return keep, record
@@ -153,51 +189,54 @@ def summary(record: dict, params: tuple, sizes: tuple, out, dry_run: bool) -> st
     return f"{head} {', '.join(stacks)}; parameters {params[0]:,} -> {params[1]:,}; {size}; arch {arch}{tail}"
 
 
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
 def run(args) -> str:
     """Validate everything cheap first (paths, file type, options), so bad input costs no reading:
     the load is memory-mapped; the full read (sha256 + CRC check) comes after, then any search."""
     if not args.dry_run:
         if not args.output:
             raise PruneError("the output path is required (or pass --dry-run)")
-        checkpoint_io.check_output_path(args.input, args.output, args.force)
-    path = checkpoint_io.check_input_path(args.input)
-    state = checkpoint_io.load_checkpoint(path, trust=args.trust_checkpoint)
-    pages = checkpoint_io.mapped_pages(path)  # the input's mapping, released while writing
+        output_file.check_output_path(args.input, args.output, args.force)
+    with checkpoint_io.open_input(args.input) as src:
+        return _prune(args, src)
+
+
+def _prune(args, src) -> str:
+    state = checkpoint_io.load_checkpoint(src, trust=args.trust_checkpoint)
+    state = roberta_checks.check_roberta(state)  # RoBERTa: old key names renamed, bad heads refused
+    pages = output_file.mapped_pages(src)  # the input's mapping, released while writing
     layers = pruning.layer_stacks(state["model"])
     cfg = pruning.saved_config(state)
     keep, how, to_search = choose_layers(args, state, layers, cfg)  # bad options raise before any output
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"{PROG}: {msg}", file=sys.stderr))
-    log(f"loaded {path} (memory-mapped, {'TRUSTED full pickle' if args.trust_checkpoint else 'safe loader'}); "
-        f"architecture {pruning.model_arch(cfg)}; layers " + ", ".join(f"{s} {n}" for s, n in layers.items()))
-    size = path.stat().st_size
+    show_progress = _progress(args)
+    log = (lambda msg: print(f"{PROG}: {msg}", file=sys.stderr)) if show_progress else (lambda msg: None)
+    log(f"loaded {src.where} (memory-mapped, {'TRUSTED full pickle' if args.trust_checkpoint else 'safe loader'}); "
+        f"architecture {show(pruning.model_arch(cfg))}; layers " + ", ".join(f"{s} {n}" for s, n in layers.items()))
+    size = src.stat.st_size
     with tqdm(total=size, unit="B", unit_scale=True, desc="verify + sha256", file=sys.stderr,
-              disable=args.quiet, leave=False) as bar:
-        sha = checkpoint_io.hash_and_verify(path, progress=bar.update)
+              disable=not show_progress, leave=False) as bar:
+        sha = checkpoint_io.hash_and_verify(src, progress=bar.update)
     extra = {}
     if to_search:
         found, extra["search"] = _search(args, state, layers, to_search)
         keep.update(found)
     new = pruning.prune_state(state, keep, strategy=how, to_stock=not args.keep_plugin_arch,
-                              source_sha256=sha, source_name=path.name, extra_record=extra)
+                              source_sha256=sha, source_name=src.path.name, extra_record=extra)
     params = (pruning.count_parameters(state["model"]), pruning.count_parameters(new["model"]))
     if args.dry_run:
-        return summary(new[pruning.PROVENANCE_KEY], params, (size, checkpoint_io.serialized_size(new)),
+        return summary(new[pruning.PROVENANCE_KEY], params, (size, output_file.serialized_size(new)),
                        None, True)
-    log(f"writing {args.output} (temporary file, then rename)")
-    checkpoint_io.atomic_save(new, args.output, release=pages)
-    return summary(new[pruning.PROVENANCE_KEY], params, (size, Path(args.output).stat().st_size),
-                   args.output, False)
+    log(f"writing {show(args.output)} (unnamed until complete, then linked)")
+    written = output_file.save_exclusive(new, args.output, force=args.force, release=pages, source=src.stat)
+    return summary(new[pruning.PROVENANCE_KEY], params, (size, written), show(args.output), False)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        line = run(args)
-    except (PruneError, CheckpointError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    print(line)
-    return 0
+    return boundary.run(PROG, lambda: print(run(args)))
 
 
 if __name__ == "__main__":
