@@ -21,8 +21,9 @@ import torch
 from tqdm import tqdm
 
 from fairseq_layerdrop import evaluation, plotting
-from fairseq_layerdrop.checkpoint_stats import checkpoint_stats
+from fairseq_layerdrop.checkpoint_stats import checkpoint_stats  # loads through the prune tool's loader
 from fairseq_layerdrop.cli.prune import STRATEGIES
+from fairseq_layerdrop.errors import CheckpointError, one_line
 
 PROG = "fairseq-layerdrop-sweep"
 TASKS = ("translation", "summarization", "lm")
@@ -101,9 +102,9 @@ def evaluate(args, ckpt: Path, plain_config: bool = True) -> dict:
 
 
 def sweep(args) -> list:
+    layers = full_depths(args.checkpoint)  # a bad checkpoint is refused before anything is created
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    layers = full_depths(args.checkpoint)
     stacks = [s for s in (("encoder", "decoder") if args.stack == "both" else (args.stack,))]
     missing = [s for s in stacks if s not in layers]
     if missing:
@@ -143,8 +144,8 @@ def main(argv=None) -> int:
         if not os.path.isfile(args.checkpoint):
             raise ValueError(f"checkpoint not found: {args.checkpoint}")
         rows = sweep(args)
-    except (ValueError, evaluation.EvalError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+    except (ValueError, CheckpointError, evaluation.EvalError) as err:  # PruneError is a ValueError
+        print(f"{PROG}: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     out_dir = Path(args.out_dir)
     write_results(rows, out_dir)
