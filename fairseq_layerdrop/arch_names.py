@@ -23,6 +23,11 @@ STOCK_ARCH = {
     "bart_layerdrop_tiny": "bart_base",
     "bart_layerdrop_base": "bart_base",
     "bart_layerdrop_large": "bart_large",
+    # sentence representations (masked LM pretraining, sentence classification)
+    "roberta_layerdrop": "roberta",
+    "roberta_layerdrop_tiny": "roberta",
+    "roberta_layerdrop_base": "roberta_base",
+    "roberta_layerdrop_large": "roberta_large",
 }
 
 # model (not arch) names: ours -> stock, for hydra-style configs keyed by ``_name``
@@ -30,6 +35,7 @@ STOCK_MODEL = {
     "transformer_layerdrop": "transformer",
     "transformer_lm_layerdrop": "transformer_lm",
     "bart_layerdrop": "bart",
+    "roberta_layerdrop": "roberta",
 }
 
 PLUGIN_OPTION_PREFIX = "layerdrop_"

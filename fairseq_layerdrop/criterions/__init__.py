@@ -1,2 +1,2 @@
 """Registered fairseq criteria (logging of LayerDrop statistics)."""
-from fairseq_layerdrop.criterions import layerdrop_stats  # noqa: F401
+from fairseq_layerdrop.criterions import layerdrop_stats, roberta  # noqa: F401
