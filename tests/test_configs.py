@@ -14,7 +14,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yam
 
 
 def test_configs_exist_for_each_family():
-    assert {p.parent.name for p in CONFIGS} == {"translation", "lm", "summarization"}
+    assert {p.parent.name for p in CONFIGS} == {"translation", "lm", "summarization", "roberta"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
