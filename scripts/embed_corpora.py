@@ -109,6 +109,8 @@ each split in hash order. Cleaning rules: `scripts/build_corpora.py`, `scripts/c
   its package and is distributed under that package's licence; every package in Debian main
   is free software under the Debian Free Software Guidelines (DFSG). Attribution: the
   Debian package maintainers and upstream authors.
+- `cls_debian/`: package description -> section, a sentence-classification task; built and
+  sliced by `scripts/sentence_task.py` (its own README: splits, counts, sources, licence).
 """
 
 
@@ -121,7 +123,7 @@ def write_readme(out: Path, counts: dict, sources: list) -> None:
             rows.append(f"| {name} | {split} | {c['lines']} | {words} | {c['full']} |")
     src_rows = [f"| {s[0]} | {s[1]} | " + ("Debian package descriptions (DFSG)" if s[0].startswith("Translation")
                                           else "GPL-2.0" if s[0].startswith("linux") else "MPL-2.0") + " |"
-                for s in sources]
+                for s in sources if not s[0].startswith("Packages")]  # cls_debian's, in its README
     text = README.replace("{rows}", "\n".join(rows)).replace("{sources}", "\n".join(src_rows))
     (out / "README.md").write_text(text, "utf-8")
 

@@ -5,6 +5,8 @@
 #   OUT_DIR/mt_en_de/     LibreOffice help EN-DE       (libreoffice-help-en-us, libreoffice-help-de)
 #   OUT_DIR/lm_kernel/    Linux kernel documentation   (linux-doc-6.1)
 #   OUT_DIR/sum_debian/   package description -> synopsis (apt's Translation-en index)
+#   OUT_DIR/cls_debian/   package description -> section (Translation-en + Packages indexes;
+#                         scripts/sentence_task.py)
 # Packages are downloaded, never installed (installing the help pulls in all of LibreOffice).
 # apt runs with its own lists directory, so the machine's apt state is left alone; the English
 # description index only comes with `Acquire::Languages=en`, which Debian images turn off.
@@ -62,6 +64,19 @@ for f in "${indexes[@]}"; do
   printf '%s\t%s %s\t%s\t%s\n' "Translation-en" "${suite:-?}" "${date:-?}" "$name" \
     "$(sha256sum "$RAW/debian/$name.txt" | cut -d' ' -f1)" >>"$RAW/SOURCES.tsv"
 done
+# The Packages indexes give each package's section (the labels of cls_debian).
+log "Packages indexes (sections)"
+packages=("$RAW"/apt/lists/*_binary-*_Packages*)
+[[ ${#packages[@]} -gt 0 ]] || die "apt-get update brought no Packages index"
+for f in "${packages[@]}"; do
+  name=$(basename "$f"); name=${name%.lz4}; name=${name%.gz}; name=${name%.xz}
+  /usr/lib/apt/apt-helper cat-file "$f" >"$RAW/debian/$name.txt"
+  release="$RAW/apt/lists/${name%%_main_*}_InRelease"
+  suite=$(grep -m1 '^Suite:' "$release" 2>/dev/null | cut -d' ' -f2 || true)
+  date=$(grep -m1 '^Date:' "$release" 2>/dev/null | cut -d' ' -f2- || true)
+  printf '%s\t%s %s\t%s\t%s\n' "Packages" "${suite:-?}" "${date:-?}" "$name" \
+    "$(sha256sum "$RAW/debian/$name.txt" | cut -d' ' -f1)" >>"$RAW/SOURCES.tsv"
+done
 # The packages' copyright files point at these full licence texts (Debian's base-files).
 mkdir -p "$RAW/common-licenses"
 for lic in GPL-2 MPL-2.0 GFDL-1.3; do
@@ -75,3 +90,6 @@ for spec in "mt root mt_en_de" "lm root lm_kernel" "sum debian sum_debian"; do
   "$PY" "$ROOT/scripts/build_corpora.py" "$mode" "$RAW/$src" "$OUT/$dest"
   log "built $dest in $((SECONDS - t)) s"
 done
+t=$SECONDS
+"$PY" "$ROOT/scripts/sentence_task.py" build "$RAW/debian" "$OUT/cls_debian"
+log "built cls_debian in $((SECONDS - t)) s"
