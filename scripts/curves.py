@@ -42,7 +42,8 @@ def summarise(run: dict) -> dict:
     points = run["points"]
     if not points:
         return {"name": run["name"], "validations": 0}
-    best = min(points, key=lambda p: p["loss"])
+    # fairseq's checkpoint_best takes ties as better, so the best checkpoint is the last minimum
+    best = min(reversed(points), key=lambda p: p["loss"])
     return {"name": run["name"], "validations": len(points), "updates": points[-1]["num_updates"],
             "best_updates": best["num_updates"], "best_loss": best["loss"],
             "best_nll_loss": best.get("nll_loss"), "best_ppl": best.get("ppl"),

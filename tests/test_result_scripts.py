@@ -75,3 +75,9 @@ def test_merge_seeds_pivot_shows_mean_and_each_seed():
     table = results_table.pivot(merged, "ppl").splitlines()
     assert table[0].startswith("| layers kept | 4L | 8L p=0 |")
     assert table[2].startswith("| 4 | 105.00 (100.00 / 110.00) | 150.00 |")
+
+
+def test_best_is_the_last_of_equal_minima_like_fairseqs_checkpoint_best():
+    run = curves.parse_log("\n".join([valid_line(1, 10, 7.5), valid_line(2, 20, 7.42),
+                                      valid_line(3, 30, 7.43), valid_line(4, 40, 7.42)]))
+    assert curves.summarise(dict(run, name="x"))["best_updates"] == 40
