@@ -32,3 +32,22 @@ SUM_RECIPE=(--task translation --source-lang doc --target-lang sum --truncate-so
   --criterion label_smoothed_cross_entropy_layerdrop --label-smoothing 0.1 --optimizer adam
   --adam-betas "(0.9,0.98)" --lr 3e-3 --lr-scheduler inverse_sqrt --warmup-updates 400
   --clip-norm 1.0)
+
+# RoBERTa (masked LM) on kernel-doc prose, then Debian description -> section (scripts/
+# reproduce_roberta.sh): RoBERTa's layout (post-norm, learned positions, embedding layer norm, LM
+# head tied to the embeddings) at d = 128, FFN 512, 4 heads, 128 positions. ROBERTA_SHAPE is
+# repeated at fine-tuning: fairseq-train builds the model from the command line, not the file.
+ROBERTA_POSITIONS=128
+ROBERTA_SHAPE=(--encoder-embed-dim 128 --encoder-ffn-embed-dim 512 --encoder-attention-heads 4
+  --max-positions "$ROBERTA_POSITIONS" --dropout 0.1 --attention-dropout 0.1)
+ROBERTA_RECIPE=(--task masked_lm --tokens-per-sample "$ROBERTA_POSITIONS" --sample-break-mode none
+  --max-tokens 4096 --arch roberta_layerdrop_tiny "${ROBERTA_SHAPE[@]}" --criterion masked_lm_layerdrop
+  --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
+  --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 400)
+# Fine-tuning a pruned file with stock fairseq (no --user-dir): fairseq's GLUE recipe, scaled down.
+# The caller adds --encoder-layers, --num-classes, the schedule (--total-num-update ...) and the seed.
+ROBERTA_FT_RECIPE=(--task sentence_prediction --init-token 0 --max-positions "$ROBERTA_POSITIONS"
+  --shorten-method truncate --arch roberta "${ROBERTA_SHAPE[@]}" --criterion sentence_prediction
+  --batch-size 32 --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.1
+  --lr-scheduler polynomial_decay --reset-optimizer --reset-dataloader --reset-meters
+  --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric)

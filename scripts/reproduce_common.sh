@@ -78,7 +78,8 @@ report() {
   "$BIN/python" scripts/curves.py --summary "$OUT"/curves/*.json | tee "$OUT/results/training.md"
 }
 
-# run_all TITLE: run the caller's `jobs` function in JOBS workers, then report
+# run_all TITLE [REPORT]: run the caller's `jobs_list` function in JOBS workers, then `report TITLE`
+# (or the caller's REPORT function, e.g. for results that are not depth sweeps)
 run_all() {
   local title=$1 i pids=() rc=0
   if [[ -n "${WORKER:-}" ]]; then jobs_list; return; fi   # a worker started by hand or by us
@@ -90,5 +91,5 @@ run_all() {
   else
     jobs_list
   fi
-  report "$title"
+  "${2:-report}" "$title"
 }
