@@ -32,7 +32,7 @@ import torch
 
 from fairseq_layerdrop import archive_checks, checkpoint_checks
 from fairseq_layerdrop.errors import CheckpointError, show
-from fairseq_layerdrop.safe_load import SAFE_CHECKPOINT_GLOBALS
+from fairseq_layerdrop.safe_load import register_safe_globals
 
 _CHUNK = 1 << 22  # 4 MiB reads
 PATH_MAX = 4096  # Linux; os.pathconf gives the file system's value where it can
@@ -206,8 +206,10 @@ def _torch_load(src: InputFile, trust: bool):
         warnings.simplefilter("ignore")  # torch warns about protocols and TorchScript on stderr
         if trust:
             return torch.load(src.name, map_location="cpu", weights_only=False, mmap=mmap)
-        with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
-            return torch.load(src.name, map_location="cpu", weights_only=True, mmap=mmap)
+        # the process-wide allow-list, not torch's safe_globals context: leaving that context
+        # removes the classes from the allow-list even though the package had registered them
+        register_safe_globals()
+        return torch.load(src.name, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def load_checkpoint(path_or_input, trust: bool = False) -> dict:

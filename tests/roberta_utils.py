@@ -94,13 +94,8 @@ def stock_hub_features(model_dir, checkpoints, out: Path, data=".", head=None) -
 
 
 def plugin_hub_features(*args, **kwargs):
-    """:func:`tests.hub_probe.hub_features` in this process, as a plugin user loads (the reference side).
-
-    The plugin's allow-list (``argparse.Namespace``) is registered again first: torch's
-    ``safe_globals`` context manager, which the prune tool's loader uses, removes its classes from
-    the process-wide list on exit even when they were there before, so an in-process prune
-    (another test in this worker) leaves unpruned fairseq files unloadable with the safe loader.
-    """
+    """:func:`tests.hub_probe.hub_features` in this process, as a plugin user loads (the reference side),
+    with the plugin's allow-list (``argparse.Namespace``) registered as importing the plugin does."""
     from fairseq_layerdrop.safe_load import register_safe_globals
     from tests.hub_probe import hub_features
 

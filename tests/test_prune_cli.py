@@ -238,3 +238,14 @@ def test_writing_with_released_input_pages_keeps_every_value(tmp_path):
     assert torch.equal(out["extra.weight"], state["model"]["extra.weight"])
     assert torch.equal(out["encoder.layers.1.fc1.weight"], state["model"]["encoder.layers.3.fc1.weight"])
     assert torch.equal(loaded["model"]["extra.weight"], state["model"]["extra.weight"])  # mapping intact
+
+
+def test_loading_leaves_the_allow_list_in_place(tmp_path):
+    """After the prune tool's loader ran in this process, a fairseq file with an argparse.Namespace
+    still loads with torch's safe loader (torch's ``safe_globals`` context would remove it on exit)."""
+    from fairseq_layerdrop.checkpoint_io import load_checkpoint
+
+    path = tmp_path / "legacy.pt"
+    torch.save(make_state(enc=2, dec=2, legacy=True), path)
+    assert "args" in load_checkpoint(str(path))
+    assert "args" in torch.load(path, weights_only=True)
