@@ -47,7 +47,8 @@ def summarise(run: dict) -> dict:
     return {"name": run["name"], "validations": len(points), "updates": points[-1]["num_updates"],
             "best_updates": best["num_updates"], "best_loss": best["loss"],
             "best_nll_loss": best.get("nll_loss"), "best_ppl": best.get("ppl"),
-            "stopped": "early stop (plateau)" if run["early_stop"] else "cap reached",
+            "stopped": ("early stop (plateau)" if run["early_stop"] else
+                        "cap reached" if run.get("finished", True) else "still training"),
             "train_seconds": run.get("train_seconds")}
 
 
@@ -92,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("inputs", nargs="+", help="a train.log (with -o) or curve .json files")
     p.add_argument("--name", help="run name stored in the JSON (default: the log's directory)")
     p.add_argument("-o", "--output", help="write the parsed curve of one train.log here (JSON)")
+    p.add_argument("--running", action="store_true",
+                   help="with -o: the run has not finished (a snapshot of its curve so far)")
     p.add_argument("--summary", action="store_true", help="print a markdown table of curve files")
     p.add_argument("--plot", metavar="PNG", help="plot the curve files")
     args = p.parse_args(argv)
@@ -99,6 +102,7 @@ def main(argv=None) -> int:
         log = Path(args.inputs[0])
         run = parse_log(log.read_text(encoding="utf-8", errors="replace"))
         run["name"] = args.name or log.parent.name
+        run["finished"] = not args.running
         seconds = log.parent / "train_seconds"
         if seconds.is_file():
             run["train_seconds"] = sum(int(x) for x in seconds.read_text().split())

@@ -81,3 +81,12 @@ def test_best_is_the_last_of_equal_minima_like_fairseqs_checkpoint_best():
     run = curves.parse_log("\n".join([valid_line(1, 10, 7.5), valid_line(2, 20, 7.42),
                                       valid_line(3, 30, 7.43), valid_line(4, 40, 7.42)]))
     assert curves.summarise(dict(run, name="x"))["best_updates"] == 40
+
+
+def test_running_snapshot_is_not_called_cap_reached(tmp_path):
+    log = tmp_path / "lm" / "train.log"
+    log.parent.mkdir()
+    log.write_text(valid_line(1, 100, 9.0) + "\n")
+    out = tmp_path / "lm.json"
+    assert curves.main([str(log), "-o", str(out), "--running"]) == 0
+    assert curves.summarise(json.loads(out.read_text()))["stopped"] == "still training"
