@@ -17,6 +17,14 @@ JOBS=${JOBS:-1}
 if [[ -n "${WORKER:-}" || "$JOBS" -gt 1 ]]; then export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2} PYTHONWARNINGS=ignore
 
+# committed NAME: the run's curve (finished) and sweep are committed under $RESULTS
+# (docs/results/<task>): its numbers are final, so a new machine does not train or sweep it
+# again. Delete those two files to redo the run.
+committed() {
+  [[ -n "${RESULTS:-}" && -f "$RESULTS/$1.json" && -f "$RESULTS/curves/$1.json" ]] \
+    && grep -q '"finished": true' "$RESULTS/curves/$1.json"
+}
+
 log() { echo "[$(date +%H:%M:%S)${WORKER:+ w$WORKER}] $*" >&2; }
 
 # lock FILE: take an exclusive lock on fd 8 without waiting; fails if another worker holds it
@@ -30,6 +38,10 @@ train() {
   local dir="$OUT/ckpt/$name"
   mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "train $name: done before"; return; fi
+  if committed "$name"; then
+    log "train $name: final result committed in $RESULTS"
+    mkdir -p "$OUT/curves"; cp "$RESULTS/curves/$name.json" "$OUT/curves/"; return
+  fi
   if ! lock "$dir/.lock"; then log "train $name: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi
   log "train $name${WORKER:+ (worker $WORKER)}$([[ -f "$dir/checkpoint_last.pt" ]] && echo ": resuming")"
@@ -48,6 +60,7 @@ train() {
 # wait_trained NAME: block until no worker trains NAME; fail if it did not finish
 wait_trained() {
   local dir="$OUT/ckpt/$1"
+  if committed "$1"; then return; fi
   exec 7>"$dir/.lock"; flock 7; exec 7>&-
   [[ -f "$dir/.done" ]] || { log "training $1 did not finish"; return 1; }
 }
@@ -55,9 +68,12 @@ wait_trained() {
 # sweep NAME[:TAG] LABEL DEPTHS ARGS...: fairseq-layerdrop-sweep of $OUT/ckpt/NAME/checkpoint_best.pt
 # into $OUT/sweeps/NAME (NAME_TAG with a tag: a second sweep of the same model, e.g. another strategy)
 sweep() {
-  local name=${1%%:*} dir="$OUT/sweeps/${1//:/_}" label=$2 depths=$3; shift 3
+  local spec=$1 name=${1%%:*} dir="$OUT/sweeps/${1//:/_}" label=$2 depths=$3; shift 3
   mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "sweep $name: done before"; return; fi
+  if [[ "$spec" == "$name" ]] && committed "$name"; then
+    cp "$RESULTS/$name.json" "$dir/sweep.json"; touch "$dir/.done"; log "sweep $name: committed"; return
+  fi
   wait_trained "$name"
   if ! lock "$dir/.lock"; then log "sweep $name: another worker has it"; return; fi
   log "sweep $(basename "$dir") ($depths)"

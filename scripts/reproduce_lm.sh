@@ -11,6 +11,7 @@
 source "$(dirname "$0")/reproduce_common.sh"
 DATA_SRC=${DATA_SRC:-data/embedded/lm_kernel}
 OUT=${OUT:-work/reproduce_lm}
+RESULTS=${RESULTS-docs/results/lm}  # runs whose final curve and sweep are committed here are not redone
 DATA_BIN="$OUT/data-bin"
 [[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
 source scripts/recipes.sh

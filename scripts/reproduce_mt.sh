@@ -11,6 +11,7 @@
 source "$(dirname "$0")/reproduce_common.sh"
 DATA_SRC=${DATA_SRC:-data/embedded/mt_en_de}
 OUT=${OUT:-work/reproduce_mt}
+RESULTS=${RESULTS-docs/results/mt}  # runs whose final curve and sweep are committed here are not redone
 DATA_BIN="$OUT/data-bin"
 source scripts/recipes.sh
 [[ -f "$DATA_BIN/dict.en.txt" ]] || SPM_VOCAB=$MT_SPM_VOCAB bash scripts/prepare_data.sh mt "$DATA_SRC" "$DATA_BIN"

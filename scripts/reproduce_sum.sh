@@ -13,6 +13,7 @@
 source "$(dirname "$0")/reproduce_common.sh"
 DATA_SRC=${DATA_SRC:-work/corpora/sum_debian}
 OUT=${OUT:-work/reproduce_sum}
+RESULTS=${RESULTS-docs/results/sum}  # runs whose final curve and sweep are committed here are not redone
 DATA_BIN="$OUT/data-bin"
 source scripts/recipes.sh
 if [[ ! -f "$DATA_SRC/train.doc" && ! -f "$DATA_SRC/train.doc.gz" ]]; then
