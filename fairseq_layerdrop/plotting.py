@@ -24,7 +24,7 @@ def available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _import_pyplot():
+def import_pyplot():
     """matplotlib's pyplot on the Agg backend, with matplotlib's logging kept quiet.
 
     fairseq's import configures the root logger at DEBUG (a wav2vec module calls
@@ -58,7 +58,7 @@ def sweep_figure(rows, title=None):
 
     ``title`` is the figure's title, wrapped to fit its width.
     """
-    plt = _import_pyplot()
+    plt = import_pyplot()
     key, ylabel = main_metric(rows)
     by_label = defaultdict(list)
     for row in rows:
@@ -89,5 +89,5 @@ def plot_sweeps(rows, out_png, title=None) -> Path:
     """Write :func:`sweep_figure` as a PNG."""
     fig = sweep_figure(rows, title)
     fig.savefig(out_png, dpi=120)
-    _import_pyplot().close(fig)
+    import_pyplot().close(fig)
     return Path(out_png)

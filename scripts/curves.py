@@ -68,14 +68,9 @@ def summary_table(runs) -> str:
 
 
 def plot(runs, out_png: str) -> None:
-    import logging
+    from fairseq_layerdrop.plotting import import_pyplot  # Agg backend, matplotlib's logging quiet
 
-    import matplotlib
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = import_pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for run in runs:
         pts = run["points"]

@@ -50,33 +50,28 @@ for deb in "$RAW"/debs/*.deb; do
 done
 
 # apt keeps its indexes compressed (lz4 here); apt-helper cat-file decompresses any of them.
-log "English description index (Translation-en)"
-rm -f "$RAW"/debian/*
-shopt -s nullglob
-indexes=("$RAW"/apt/lists/*_i18n_Translation-en*)
-[[ ${#indexes[@]} -gt 0 ]] || die "apt-get update brought no Translation-en index"
-for f in "${indexes[@]}"; do
-  name=$(basename "$f"); name=${name%.*}
-  /usr/lib/apt/apt-helper cat-file "$f" >"$RAW/debian/$name.txt"
-  release="$RAW/apt/lists/${name%%_main_*}_InRelease"
-  suite=$(grep -m1 '^Suite:' "$release" 2>/dev/null | cut -d' ' -f2 || true)
-  date=$(grep -m1 '^Date:' "$release" 2>/dev/null | cut -d' ' -f2- || true)
-  printf '%s\t%s %s\t%s\t%s\n' "Translation-en" "${suite:-?}" "${date:-?}" "$name" \
-    "$(sha256sum "$RAW/debian/$name.txt" | cut -d' ' -f1)" >>"$RAW/SOURCES.tsv"
-done
-# The Packages indexes give each package's section (the labels of cls_debian).
-log "Packages indexes (sections)"
-packages=("$RAW"/apt/lists/*_binary-*_Packages*)
-[[ ${#packages[@]} -gt 0 ]] || die "apt-get update brought no Packages index"
-for f in "${packages[@]}"; do
+# index KIND FILE: decompress one index into raw/debian/ and record its suite, date and sha256
+index() {
+  local kind=$1 f=$2 name release suite date
   name=$(basename "$f"); name=${name%.lz4}; name=${name%.gz}; name=${name%.xz}
   /usr/lib/apt/apt-helper cat-file "$f" >"$RAW/debian/$name.txt"
   release="$RAW/apt/lists/${name%%_main_*}_InRelease"
   suite=$(grep -m1 '^Suite:' "$release" 2>/dev/null | cut -d' ' -f2 || true)
   date=$(grep -m1 '^Date:' "$release" 2>/dev/null | cut -d' ' -f2- || true)
-  printf '%s\t%s %s\t%s\t%s\n' "Packages" "${suite:-?}" "${date:-?}" "$name" \
+  printf '%s\t%s %s\t%s\t%s\n' "$kind" "${suite:-?}" "${date:-?}" "$name" \
     "$(sha256sum "$RAW/debian/$name.txt" | cut -d' ' -f1)" >>"$RAW/SOURCES.tsv"
-done
+}
+log "English description index (Translation-en)"
+rm -f "$RAW"/debian/*
+shopt -s nullglob
+indexes=("$RAW"/apt/lists/*_i18n_Translation-en*)
+[[ ${#indexes[@]} -gt 0 ]] || die "apt-get update brought no Translation-en index"
+for f in "${indexes[@]}"; do index Translation-en "$f"; done
+# The Packages indexes give each package's section (the labels of cls_debian).
+log "Packages indexes (sections)"
+packages=("$RAW"/apt/lists/*_binary-*_Packages*)
+[[ ${#packages[@]} -gt 0 ]] || die "apt-get update brought no Packages index"
+for f in "${packages[@]}"; do index Packages "$f"; done
 # The packages' copyright files point at these full licence texts (Debian's base-files).
 mkdir -p "$RAW/common-licenses"
 for lic in GPL-2 MPL-2.0 GFDL-1.3; do

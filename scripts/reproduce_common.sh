@@ -30,6 +30,8 @@ log() { echo "[$(date +%H:%M:%S)${WORKER:+ w$WORKER}] $*" >&2; }
 # lock FILE: take an exclusive lock on fd 8 without waiting; fails if another worker holds it
 lock() { exec 8>"$1"; flock -n 8; }
 unlock() { flock -u 8; exec 8>&-; }
+# wait_lock FILE: block until no worker holds FILE's lock (fd 7)
+wait_lock() { exec 7>"$1"; flock 7; exec 7>&-; }
 
 # train NAME ARGS...: fairseq-train into $OUT/ckpt/NAME unless it already finished (or another
 # worker is training it). Early stopping comes from the caller's --patience / --max-update.
@@ -61,7 +63,7 @@ train() {
 wait_trained() {
   local dir="$OUT/ckpt/$1"
   if committed "$1"; then return; fi
-  exec 7>"$dir/.lock"; flock 7; exec 7>&-
+  wait_lock "$dir/.lock"
   [[ -f "$dir/.done" ]] || { log "training $1 did not finish"; return 1; }
 }
 
@@ -86,7 +88,7 @@ sweep() {
 # report TITLE: table, plots and wall times once every sweep is written
 report() {
   local title=$1 d
-  for d in "$OUT"/sweeps/*/; do exec 7>"$d/.lock"; flock 7; exec 7>&-; done
+  for d in "$OUT"/sweeps/*/; do wait_lock "$d/.lock"; done
   mkdir -p "$OUT/results"
   "$BIN/fairseq-layerdrop-plot" "$OUT"/sweeps/*/sweep.json -o "$OUT/results/depth_sweep.png" --title "$title"
   "$BIN/python" scripts/curves.py --plot "$OUT/results/valid_curves.png" "$OUT"/curves/*.json

@@ -34,20 +34,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
-def _depth(value: str) -> int:
-    try:
-        return parse_index(value, "depth")
-    except PruneError:
-        raise argparse.ArgumentTypeError(f"expected a number of layers (ASCII digits), got "
-                                         f"{show(ascii(value))}") from None
+def _index_type(kind: str, expected: str):
+    """argparse type: a plain ASCII-digit number (``parse_index``), else the one-line ``expected`` error."""
+    def parse(value: str) -> int:
+        try:
+            return parse_index(value, kind)
+        except PruneError:
+            raise argparse.ArgumentTypeError(f"expected {expected} (ASCII digits), got {show(ascii(value))}") from None
+    return parse
 
 
-def _count(value: str) -> int:
-    try:
-        return parse_index(value, "count")
-    except PruneError:
-        raise argparse.ArgumentTypeError(f"expected a positive number (ASCII digits), got "
-                                         f"{show(ascii(value))}") from None
+_depth = _index_type("depth", "a number of layers")
+_count = _index_type("count", "a positive number")
 
 
 def build_parser() -> argparse.ArgumentParser:
