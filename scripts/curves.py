@@ -93,6 +93,13 @@ def main(argv=None) -> int:
     p.add_argument("--summary", action="store_true", help="print a markdown table of curve files")
     p.add_argument("--plot", metavar="PNG", help="plot the curve files")
     args = p.parse_args(argv)
+    try:
+        return _run(args)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable log or curve file
+        p.exit(2, f"{p.prog}: error: {type(err).__name__}: {err}\n")
+
+
+def _run(args) -> int:
     if args.output:
         log = Path(args.inputs[0])
         run = parse_log(log.read_text(encoding="utf-8", errors="replace"))

@@ -90,3 +90,14 @@ def test_running_snapshot_is_not_called_cap_reached(tmp_path):
     out = tmp_path / "lm.json"
     assert curves.main([str(log), "-o", str(out), "--running"]) == 0
     assert curves.summarise(json.loads(out.read_text()))["stopped"] == "still training"
+
+
+@pytest.mark.parametrize("make", [lambda d: ["--summary", str(d / "missing.json")],
+                                  lambda d: (d / "bad.json").write_text("{") and ["--summary", str(d / "bad.json")],
+                                  lambda d: [str(d / "no.log"), "-o", str(d / "o.json")]])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make):
+    with pytest.raises(SystemExit) as exit_info:
+        curves.main(make(tmp_path))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "error:" in err and not (tmp_path / "o.json").exists()
