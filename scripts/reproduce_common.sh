@@ -85,6 +85,25 @@ sweep() {
   unlock
 }
 
+# model NAME LABEL DEPTHS ARGS...: train NAME with "${TRAIN[@]}" ARGS, then sweep it with "${EVAL[@]}"
+# right away, so each result lands as soon as its model is trained. A model that another worker is
+# still training is swept later by `sweep_rest`.
+SWEEPS=()
+model() {
+  local name=$1 label=$2 depths=$3; shift 3
+  train "$name" "${TRAIN[@]}" "$@"
+  SWEEPS+=("$name" "$label" "$depths")
+  if [[ -f "$OUT/ckpt/$name/.done" ]] || committed "$name"; then
+    sweep "$name" "$label" "$depths" "${EVAL[@]}"
+  fi
+}
+
+# sweep_rest: the sweeps `model` left, each once its training (by any worker) has finished
+sweep_rest() {
+  local i
+  for ((i = 0; i < ${#SWEEPS[@]}; i += 3)); do sweep "${SWEEPS[@]:i:3}" "${EVAL[@]}"; done
+}
+
 # report TITLE: table, plots and wall times once every sweep is written
 report() {
   local title=$1 d

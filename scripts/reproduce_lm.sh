@@ -15,25 +15,19 @@ RESULTS=${RESULTS-docs/results/lm}  # runs whose final curve and sweep are commi
 DATA_BIN="$OUT/data-bin"
 [[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
 source scripts/recipes.sh
-LM=("${LM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-10000}")
+TRAIN=("${LM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-10000}")
+EVAL=(--task lm --stack decoder --tokens-per-sample "$LM_TOKENS_PER_SAMPLE")
 
 jobs_list() {
   # seed 1 of every model first, then the second seeds of the cells that decide the claim
   local seed
   for seed in 1 2; do
-    train "lm8_p02_s$seed" "${LM[@]}" --decoder-layers 8 --decoder-layerdrop 0.2 --seed "$seed"
-    train "lm8_p05_s$seed" "${LM[@]}" --decoder-layers 8 --decoder-layerdrop 0.5 --seed "$seed"
-    train "lm4_scratch_s$seed" "${LM[@]}" --decoder-layers 4 --decoder-layerdrop 0.0 --seed "$seed"
-    train "lm2_scratch_s$seed" "${LM[@]}" --decoder-layers 2 --decoder-layerdrop 0.0 --seed "$seed"
-    [[ $seed == 1 ]] && train lm8_p0_s1 "${LM[@]}" --decoder-layers 8 --decoder-layerdrop 0.0 --seed 1
+    model "lm8_p02_s$seed" "8L p=0.2 (seed $seed)" all --decoder-layers 8 --decoder-layerdrop 0.2 --seed "$seed"
+    model "lm8_p05_s$seed" "8L p=0.5 (seed $seed)" all --decoder-layers 8 --decoder-layerdrop 0.5 --seed "$seed"
+    model "lm4_scratch_s$seed" "4L scratch (seed $seed)" 4 --decoder-layers 4 --decoder-layerdrop 0.0 --seed "$seed"
+    model "lm2_scratch_s$seed" "2L scratch (seed $seed)" 2 --decoder-layers 2 --decoder-layerdrop 0.0 --seed "$seed"
+    [[ $seed == 1 ]] && model lm8_p0_s1 "8L p=0 (seed 1)" all --decoder-layers 8 --decoder-layerdrop 0.0 --seed 1
   done
-  local EVAL=(--task lm --stack decoder --tokens-per-sample "$LM_TOKENS_PER_SAMPLE")
-  sweep lm8_p0_s1 "8L p=0 (seed 1)" all "${EVAL[@]}"
-  for seed in 1 2; do
-    sweep "lm8_p02_s$seed" "8L p=0.2 (seed $seed)" all "${EVAL[@]}"
-    sweep "lm8_p05_s$seed" "8L p=0.5 (seed $seed)" all "${EVAL[@]}"
-    sweep "lm4_scratch_s$seed" "4L scratch (seed $seed)" 4 "${EVAL[@]}"
-    sweep "lm2_scratch_s$seed" "2L scratch (seed $seed)" 2 "${EVAL[@]}"
-  done
+  sweep_rest
 }
 run_all "kernel-doc LM: test perplexity vs depth (best validation checkpoints)"

@@ -15,19 +15,16 @@ RESULTS=${RESULTS-docs/results/mt}  # runs whose final curve and sweep are commi
 DATA_BIN="$OUT/data-bin"
 source scripts/recipes.sh
 [[ -f "$DATA_BIN/dict.en.txt" ]] || SPM_VOCAB=$MT_SPM_VOCAB bash scripts/prepare_data.sh mt "$DATA_SRC" "$DATA_BIN"
-MT=("${MT_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-6000}")
+TRAIN=("${MT_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-6000}")
+EVAL=(--task translation --stack decoder --beam 5 --max-tokens 8000)
 
 jobs_list() {
-  train mt66_p0 "${MT[@]}" --decoder-layers 6 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
-  train mt66_p02 "${MT[@]}" --decoder-layers 6 --encoder-layerdrop 0.2 --decoder-layerdrop 0.2
-  train mt66_p05 "${MT[@]}" --decoder-layers 6 --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
-  train mt63_scratch "${MT[@]}" --decoder-layers 3 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
-  local EVAL=(--task translation --stack decoder --beam 5 --max-tokens 8000)
-  sweep mt66_p0 "6-6 p=0" all "${EVAL[@]}"
-  sweep mt66_p02 "6-6 p=0.2" all "${EVAL[@]}"
+  model mt66_p0 "6-6 p=0" all --decoder-layers 6 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
+  model mt66_p02 "6-6 p=0.2" all --decoder-layers 6 --encoder-layerdrop 0.2 --decoder-layerdrop 0.2
+  model mt66_p05 "6-6 p=0.5" all --decoder-layers 6 --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
+  model mt63_scratch "6-3 scratch" 3 --decoder-layers 3 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
+  sweep_rest
   sweep mt66_p02:search "6-6 p=0.2 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
     --prune-args "--data $DATA_BIN"
-  sweep mt66_p05 "6-6 p=0.5" all "${EVAL[@]}"
-  sweep mt63_scratch "6-3 scratch" 3 "${EVAL[@]}"
 }
 run_all "LibreOffice help EN-DE: test BLEU vs decoder depth (best validation checkpoints)"

@@ -23,16 +23,14 @@ fi
 [[ -f "$DATA_BIN/dict.doc.txt" ]] || bash scripts/prepare_data.sh sum "$DATA_SRC" "$DATA_BIN"
 mkdir -p "$OUT/results"
 [[ -f "$OUT/results/lead.json" ]] || "$BIN/python" scripts/lead_baseline.py "$DATA_SRC" -o "$OUT/results/lead.json"
-SUM=("${SUM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-8000}")
+TRAIN=("${SUM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-8000}")
+EVAL=(--task summarization --stack decoder --beam 4 --max-tokens 8000
+      --gen-args "--max-len-b 40 --truncate-source --max-source-positions 256")
 
 jobs_list() {
-  train sum66_p0 "${SUM[@]}" --decoder-layers 6 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
-  train sum66_p05 "${SUM[@]}" --decoder-layers 6 --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
-  train sum63_scratch "${SUM[@]}" --decoder-layers 3 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
-  local EVAL=(--task summarization --stack decoder --beam 4 --max-tokens 8000
-              --gen-args "--max-len-b 40 --truncate-source --max-source-positions 256")
-  sweep sum66_p0 "6-6 p=0" all "${EVAL[@]}"
-  sweep sum66_p05 "6-6 p=0.5" all "${EVAL[@]}"
-  sweep sum63_scratch "6-3 scratch" 3 "${EVAL[@]}"
+  model sum66_p0 "6-6 p=0" all --decoder-layers 6 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
+  model sum66_p05 "6-6 p=0.5" all --decoder-layers 6 --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
+  model sum63_scratch "6-3 scratch" 3 --decoder-layers 3 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
+  sweep_rest
 }
 run_all "Debian descriptions: test ROUGE-L vs decoder depth (best validation checkpoints)"
