@@ -221,7 +221,9 @@ def parse_args(argv):
 def main(argv=None) -> Dict:
     opts = parse_args(argv)
     common.set_threads(opts.threads)
-    import fairseq_layerdrop  # noqa: F401  (registers the architectures)
+    import fairseq_layerdrop
+
+    fairseq_layerdrop.register()
 
     configs = QUICK_CONFIGS if opts.quick else CONFIGS
     if opts.configs:

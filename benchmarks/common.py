@@ -195,7 +195,9 @@ def save_random_checkpoint(argv: Sequence[str], path: Path, sample: Optional[Dic
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.trainer import Trainer
 
-    import fairseq_layerdrop  # noqa: F401  (registers our architectures)
+    import fairseq_layerdrop
+
+    fairseq_layerdrop.register()
 
     args = options.parse_args_and_arch(options.get_training_parser(), list(map(str, argv)))
     cfg = convert_namespace_to_omegaconf(args)

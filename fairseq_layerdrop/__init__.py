@@ -1,16 +1,15 @@
 """fairseq-layerdrop: LayerDrop (Fan, Grave & Joulin, ICLR 2020) for fairseq.
 
 Use as ``fairseq-train --user-dir PATH/TO/fairseq_layerdrop`` (or after
-``pip install -e .``). Importing the package registers the architectures and
-criteria, and allow-lists the data-only classes fairseq checkpoints pickle for
-torch's safe loader. The plain-torch core (``layerdrop``, ``sublayer``,
-``pruning``) imports no fairseq code.
+``pip install -e .``). Importing the package allow-lists the data-only classes
+fairseq checkpoints pickle for torch's safe loader, and registers the
+architectures and criteria when fairseq is already imported, as it is when a
+fairseq tool loads a ``--user-dir``. In your own code, call :func:`register`
+(or import fairseq first).
 
-One exception: the ``fairseq-layerdrop-prune`` console script rewrites state dicts
-and needs no fairseq, whose import costs it ~2 s and ~100 MB; there registration
-waits for :func:`register` (called by ``search``, the one part that builds models).
+The plain-torch core (``layerdrop``, ``sublayer``, ``pruning``) and the prune
+tool import no fairseq, whose import would cost the tool ~2 s and ~100 MB.
 """
-import os
 import sys
 
 from fairseq_layerdrop.safe_load import register_safe_globals
@@ -23,11 +22,5 @@ def register() -> None:
     from fairseq_layerdrop import criterions, models  # noqa: F401
 
 
-_PRUNE_SCRIPT = bool(sys.argv) and os.path.basename(sys.argv[0] or "") == "fairseq-layerdrop-prune"
-if not _PRUNE_SCRIPT:
-    try:
-        import fairseq  # noqa: F401
-    except ImportError:  # the plain-torch core (layerdrop, learned, sublayer, pruning) needs no fairseq
-        fairseq = None
-    if fairseq is not None:
-        register()
+if "fairseq" in sys.modules:
+    register()

@@ -1,4 +1,6 @@
 """Every shipped hydra config names registered components; the tiny one trains."""
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,8 +9,10 @@ from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.tasks import TASK_REGISTRY
 from omegaconf import OmegaConf
 
-import fairseq_layerdrop  # noqa: F401  (registration)
+import fairseq_layerdrop
 from tests.utils import PLUGIN_DIR, run_cli
+
+fairseq_layerdrop.register()
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
 
@@ -51,3 +55,14 @@ def test_every_plugin_architecture_has_its_stock_name():
     models = sorted(name for name in MODEL_REGISTRY if "_layerdrop" in name)
     assert sorted(STOCK_MODEL) == models
     assert all(issubclass(MODEL_REGISTRY[m], MODEL_REGISTRY[s]) for m, s in STOCK_MODEL.items())
+
+
+@pytest.mark.parametrize("first, expect", [("import fairseq; import fairseq_layerdrop", "True True"),
+                                           ("import fairseq_layerdrop; import fairseq", "False True")])
+def test_importing_registers_only_after_fairseq(first, expect):
+    """--user-dir imports the package after fairseq: it registers; imported first, register() does."""
+    code = (f"{first}; from fairseq.models import ARCH_MODEL_REGISTRY as R; a = 'transformer_lm_layerdrop' in R; "
+            "fairseq_layerdrop.register(); print(a, 'transformer_lm_layerdrop' in R)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == expect.split()

@@ -58,7 +58,9 @@ def test_alignment_layer_indexes_original_positions(mt_model):
     """fairseq's built-in list renumbers survivors, losing the alignment layer; ours keeps it."""
     from fairseq import checkpoint_utils
 
-    import fairseq_layerdrop  # noqa: F401  (registers the models, allow-lists Namespace)
+    import fairseq_layerdrop
+
+    fairseq_layerdrop.register()  # the models; importing it allow-listed Namespace
 
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(mt_model[0])])
     model = models[0].train()

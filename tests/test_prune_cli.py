@@ -215,6 +215,19 @@ def test_console_script_and_module_entry_point(ckpt, tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
 
 
+def test_module_entry_point_imports_no_fairseq(ckpt, tmp_path):
+    """`python -m` imports the package first, as a fairseq --user-dir does; the tool must not pay
+    for fairseq there either (it registers only when fairseq is already imported)."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "fairseq_layerdrop.cli.prune", ckpt,
+                          tmp_path / "a.pt", "--decoder-depth", "3", "--quiet"], capture_output=True, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert {"fairseq_layerdrop", "fairseq_layerdrop.pruning", "torch"} <= imported  # the log sees its imports
+    assert sorted(m for m in imported if m.split(".")[0] in ("fairseq", "fairseq_cli")) == []
+    assert load(tmp_path / "a.pt")["cfg"]["model"]["decoder_layers"] == 3
+
+
 def test_writing_with_released_input_pages_keeps_every_value(tmp_path):
     """The memory-saving writer drops the input's mapped pages after every write (every=1 here):
     the output must still hold exactly the input's values, re-read from the file."""

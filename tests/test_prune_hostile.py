@@ -116,7 +116,6 @@ def test_catalogue_size():
 # -- cases that end the process or need an rlimit: run in a child -------------------------------
 _CHILD = """
 import os, sys
-sys.argv[0] = "fairseq-layerdrop-prune"  # as the console script: the package skips importing fairseq
 from fairseq_layerdrop import output_file
 from fairseq_layerdrop.cli import prune
 mode, argv = sys.argv[1], sys.argv[2:]
