@@ -7,7 +7,12 @@
 A run counts as converged when fairseq stopped it early (``--patience`` validations without a
 new best validation loss); a run that reached ``--max-update`` first is marked "cap reached".
 Logs of resumed runs hold several sittings: a validation repeated after a resume (same update
-count) is kept once, the later one.
+count) is kept once, the later one. fairseq counts ``--patience`` afresh in each sitting, so a
+resumed run would stop late; ``--stalled`` applies the rule to the whole log instead
+(``scripts/reproduce_common.sh`` stops a run with it), and ``-o ... --patience N`` records such a
+stop as an early stop.
+
+    python scripts/curves.py work/x/ckpt/lm8_p0/train.log --stalled 3   # exit 0 once on the plateau
 """
 import argparse
 import json
@@ -36,6 +41,21 @@ def parse_log(text: str) -> dict:
                 point[key] = float(fields[key])
         by_update[point["num_updates"]] = point
     return {"points": [by_update[k] for k in sorted(by_update)], "early_stop": EARLY_STOP in text}
+
+
+def stop_index(points, patience: int):
+    """Index of the validation at which fairseq's ``--patience`` rule (``patience`` validations in
+    a row without a strictly lower loss than the best so far), applied to every sitting of the
+    log as one run, stops training; None while it would go on."""
+    best, since = None, 0
+    for i, point in enumerate(points):
+        if best is None or point["loss"] < best:
+            best, since = point["loss"], 0
+        else:
+            since += 1
+            if since >= patience:
+                return i
+    return None
 
 
 def summarise(run: dict) -> dict:
@@ -90,6 +110,10 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", help="write the parsed curve of one train.log here (JSON)")
     p.add_argument("--running", action="store_true",
                    help="with -o: the run has not finished (a snapshot of its curve so far)")
+    p.add_argument("--patience", type=int, help="with -o: a plateau of this many validations is an early "
+                   "stop, whichever sitting of the log it spans")
+    p.add_argument("--stalled", type=int, metavar="PATIENCE", help="exit 0 if the train.log (all sittings) "
+                   "has reached the plateau that stops a run with --patience PATIENCE, else 1")
     p.add_argument("--summary", action="store_true", help="print a markdown table of curve files")
     p.add_argument("--plot", metavar="PNG", help="plot the curve files")
     args = p.parse_args(argv)
@@ -100,9 +124,15 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
+    if args.stalled is not None:
+        stop = stop_index(parse_log(Path(args.inputs[0]).read_text(encoding="utf-8", errors="replace"))["points"],
+                          args.stalled)
+        return 1 if stop is None else 0
     if args.output:
         log = Path(args.inputs[0])
         run = parse_log(log.read_text(encoding="utf-8", errors="replace"))
+        if args.patience:
+            run["early_stop"] = run["early_stop"] or stop_index(run["points"], args.patience) is not None
         run["name"] = args.name or log.parent.name
         run["finished"] = not args.running
         seconds = log.parent / "train_seconds"

@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup_env.sh
-BIN="$ROOT/.venv/bin"
+BIN=${BIN:-"$ROOT/.venv/bin"}
 JOBS=${JOBS:-1}
 if [[ -n "${WORKER:-}" || "$JOBS" -gt 1 ]]; then export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2} PYTHONWARNINGS=ignore
@@ -33,11 +33,38 @@ unlock() { flock -u 8; exec 8>&-; }
 # wait_lock FILE: block until no worker holds FILE's lock (fd 7)
 wait_lock() { exec 7>"$1"; flock 7; exec 7>&-; }
 
+# option_value NAME ARGS...: the value of the last option NAME in ARGS (empty if absent)
+option_value() {
+  local name=$1 value=""; shift
+  while (($#)); do [[ "$1" == "$name" ]] && value=${2:-}; shift; done
+  echo "$value"
+}
+
+# stalled DIR PATIENCE: DIR/train.log, every sitting taken as one run, is on its plateau
+stalled() { [[ -n "$2" && -f "$1/train.log" ]] && "$BIN/python" scripts/curves.py "$1/train.log" --stalled "$2"; }
+
+# stop_at_plateau DIR PATIENCE PID: fairseq counts --patience afresh after a resume (its best loss
+# is not in the checkpoint), so a resumed run would stop late, and a later best would replace the
+# checkpoint of the plateau. Stop PID at the same epoch as an uninterrupted run, once that epoch's
+# checkpoint is saved.
+stop_at_plateau() {
+  local dir=$1 patience=$2 pid=$3 seen=-1 saves
+  while sleep "${PLATEAU_POLL:-15}" && kill -0 "$pid" 2>/dev/null; do
+    saves=$(grep -c "Saved checkpoint" "$dir/train.log" || true)
+    [[ "$saves" != "$seen" ]] || continue
+    seen=$saves
+    [[ "$(grep -E "valid on 'valid' subset|Saved checkpoint" "$dir/train.log" | tail -1)" == *"Saved checkpoint"* ]] \
+      || continue
+    if stalled "$dir" "$patience"; then touch "$dir/.plateau"; kill -TERM "$pid"; return; fi
+  done
+}
+
 # train NAME ARGS...: fairseq-train into $OUT/ckpt/NAME unless it already finished (or another
 # worker is training it). Early stopping comes from the caller's --patience / --max-update.
 train() {
   local name=$1; shift
-  local dir="$OUT/ckpt/$name"
+  local dir="$OUT/ckpt/$name" patience
+  patience=$(option_value --patience "$@")
   mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "train $name: done before"; return; fi
   if committed "$name"; then
@@ -46,14 +73,24 @@ train() {
   fi
   if ! lock "$dir/.lock"; then log "train $name: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi
-  log "train $name${WORKER:+ (worker $WORKER)}$([[ -f "$dir/checkpoint_last.pt" ]] && echo ": resuming")"
-  local start=$SECONDS rc=0
-  "$BIN/fairseq-train" "$DATA_BIN" --user-dir "$ROOT/fairseq_layerdrop" --save-dir "$dir" \
-    --cpu --num-workers 0 --required-batch-size-multiple 1 --no-epoch-checkpoints \
-    --log-format simple --log-interval 100 --seed 1 "$@" >> "$dir/train.log" 2>&1 || rc=$?
-  echo $((SECONDS - start)) >> "$dir/train_seconds"  # one line per sitting; summed in the report
+  local start=$SECONDS rc=0 pid watcher
+  if stalled "$dir" "$patience"; then
+    log "train $name: on its plateau in an earlier sitting"
+  else
+    log "train $name${WORKER:+ (worker $WORKER)}$([[ -f "$dir/checkpoint_last.pt" ]] && echo ": resuming")"
+    "$BIN/fairseq-train" "$DATA_BIN" --user-dir "$ROOT/fairseq_layerdrop" --save-dir "$dir" \
+      --cpu --num-workers 0 --required-batch-size-multiple 1 --no-epoch-checkpoints \
+      --log-format simple --log-interval 100 --seed 1 "$@" >> "$dir/train.log" 2>&1 &
+    pid=$!
+    stop_at_plateau "$dir" "$patience" "$pid" & watcher=$!
+    wait "$pid" || rc=$?
+    kill "$watcher" 2>/dev/null || true
+    if [[ -f "$dir/.plateau" ]]; then rc=0; rm "$dir/.plateau"; log "train $name: plateau across sittings"; fi
+    echo $((SECONDS - start)) >> "$dir/train_seconds"  # one line per sitting; summed in the report
+  fi
   if [[ $rc -ne 0 ]]; then unlock; log "train $name failed (exit $rc), see $dir/train.log"; return "$rc"; fi
-  "$BIN/python" scripts/curves.py "$dir/train.log" --name "$name" -o "$OUT/curves/$name.json" >/dev/null
+  "$BIN/python" scripts/curves.py "$dir/train.log" --name "$name" ${patience:+--patience "$patience"} \
+    -o "$OUT/curves/$name.json" >/dev/null
   touch "$dir/.done"
   unlock
   log "train $name: $((SECONDS - start)) s, $(grep -o 'valid on .valid. subset | loss [0-9.]*' "$dir/train.log" | tail -1)"

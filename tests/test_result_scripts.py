@@ -101,3 +101,73 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "error:" in err and not (tmp_path / "o.json").exists()
+
+
+def test_stalled_takes_every_sitting_as_one_run(tmp_path):
+    """fairseq restarts its patience count at a resume; --stalled applies --patience 3 to the whole log."""
+    log = tmp_path / "train.log"
+    losses = [9.0, 8.0, 8.1, 8.2]  # best at epoch 2, then two worse epochs; a resume comes next
+    log.write_text("\n".join(valid_line(e, 100 * e, x) for e, x in enumerate(losses, 1)) + "\n")
+    assert curves.main([str(log), "--stalled", "3"]) == 1
+    with log.open("a") as f:  # second sitting: fairseq would take 8.05 as its new best and go on
+        f.write(valid_line(5, 500, 8.05) + "\n")
+    assert curves.main([str(log), "--stalled", "3"]) == 0
+    assert curves.main([str(log), "--stalled", "4"]) == 1
+    assert curves.stop_index([{"loss": x} for x in (5, 4, 4, 4, 4)], 3) == 4  # a tie is no improvement
+    out = tmp_path / "c.json"
+    assert curves.main([str(log), "-o", str(out), "--patience", "3"]) == 0
+    assert json.loads(out.read_text())["early_stop"] is True
+
+
+FAKE_TRAIN = """#!/bin/bash
+# fairseq-train that never stops by itself: one epoch per call of the loop, losses from $FAKE_LOSSES
+while (($#)); do [[ $1 == --save-dir ]] && dir=$2; shift; done
+e=$(grep -c "valid on" "$dir/train.log" 2>/dev/null)
+for loss in $FAKE_LOSSES; do
+  e=$((e + 1))
+  echo "x | INFO | valid | epoch $(printf %03d $e) | valid on 'valid' subset | loss $loss | num_updates $((e * 10))"
+  sleep 0.3
+  echo "x | INFO | fairseq.checkpoint_utils | Saved checkpoint $dir/checkpoint_last.pt (epoch $e @ $((e * 10)) updates)"
+  touch "$dir/checkpoint_last.pt"
+  sleep 0.3
+done
+sleep 60
+"""
+
+
+def run_queue(tmp_path, losses, jobs):
+    """Source reproduce_common.sh with the fake fairseq-train; run `jobs` (bash) in it."""
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "fairseq-train").write_text(FAKE_TRAIN)
+    (bin_dir / "fairseq-train").chmod(0o755)
+    if not (bin_dir / "python").exists():
+        (bin_dir / "python").symlink_to(sys.executable)
+    script = (f"source {SCRIPTS}/reproduce_common.sh; OUT={tmp_path}/out; DATA_BIN=/nonexistent; {jobs}")
+    env = dict(os.environ, BIN=str(bin_dir), FAKE_LOSSES=losses, PLATEAU_POLL="0.1")
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_train_stops_a_resumed_run_at_the_plateau_of_all_its_sittings(tmp_path):
+    ckpt = tmp_path / "out" / "ckpt" / "r"
+    ckpt.mkdir(parents=True)
+    first = [valid_line(e, 10 * e, x) for e, x in enumerate([9.0, 8.0, 8.1], 1)]  # a sitting stopped by hand
+    (ckpt / "train.log").write_text("\n".join(first) + "\n")
+    # whole log: best 8.0 at epoch 2, then 8.1, 8.05, 8.2: three worse epochs, the plateau at epoch 5.
+    # fairseq alone would take 8.05 as its best after the resume and go on to 7.0 at epoch 7
+    out = run_queue(tmp_path, "8.05 8.2 8.3 7.0", "train r --patience 3")
+    assert out.returncode == 0, out.stderr
+    assert "plateau across sittings" in out.stderr and (ckpt / ".done").exists()
+    log = (ckpt / "train.log").read_text()
+    assert "epoch 005" in log and "epoch 006" not in log  # the epoch an unbroken run stops at
+    assert log.rstrip().endswith("(epoch 5 @ 50 updates)")  # after that epoch's checkpoint was saved
+    curve = json.loads((tmp_path / "out" / "curves" / "r.json").read_text())
+    assert curve["early_stop"] is True and curve["finished"] is True
+    (ckpt / ".done").unlink()
+    out = run_queue(tmp_path, "7.0", "train r --patience 3")  # already on its plateau: not started again
+    assert out.returncode == 0 and "on its plateau in an earlier sitting" in out.stderr, out.stderr
+    assert (ckpt / "train.log").read_text() == log and (ckpt / ".done").exists()
