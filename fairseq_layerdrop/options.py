@@ -11,7 +11,7 @@ from typing import Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from fairseq_layerdrop.settings import GRANULARITIES, SCHEDULES, LayerDropSettings, check_rate
+from fairseq_layerdrop.settings import GRANULARITIES, SCHEDULES, LayerDropSettings, check_count, check_rate
 
 RATE_OPTIONS = ("--encoder-layerdrop", "--decoder-layerdrop")
 
@@ -63,9 +63,10 @@ def nonnegative_int(value: str) -> int:
         n = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+    try:
+        return check_count(n, "count")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("count ")) from None
 
 
 def tighten_parser(parser) -> None:

@@ -22,6 +22,13 @@ def check_rate(p: float, name: str = "layerdrop") -> float:
     return p
 
 
+def check_count(n: int, name: str = "layerdrop_warmup_updates") -> int:
+    """Return ``n`` as int if it is a whole number >= 0, else raise ``ValueError``."""
+    if int(n) != n or int(n) < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {n}")
+    return int(n)
+
+
 @dataclass(frozen=True)
 class LayerDropSettings:
     """Everything that decides one stack's LayerDrop, validated once, here.
@@ -47,12 +54,10 @@ class LayerDropSettings:
         for name, choices in (("schedule", SCHEDULES), ("granularity", GRANULARITIES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"unknown layerdrop_{name} {getattr(self, name)!r}; choose from {', '.join(choices)}")
-        if int(self.warmup_updates) < 0:
-            raise ValueError(f"layerdrop_warmup_updates must be >= 0, got {self.warmup_updates}")
         weight = float(self.score_weight)
         if not (weight >= 0.0 and math.isfinite(weight)):
             raise ValueError(f"layerdrop_score_weight must be a finite number >= 0, got {self.score_weight}")
-        clean = dict(p=check_rate(self.p, f"{self.stack}_layerdrop"), warmup_updates=int(self.warmup_updates),
+        clean = dict(p=check_rate(self.p, f"{self.stack}_layerdrop"), warmup_updates=check_count(self.warmup_updates),
                      seed=int(self.seed), learned=bool(self.learned), score_weight=weight,
                      allow_empty=bool(self.allow_empty))
         for name, value in clean.items():  # frozen: normalise the types once

@@ -103,7 +103,7 @@ def test_bart_trains_and_generates(mt_data, tmp_path):
     (["--decoder-layerdrop", "-0.1"], "argument --decoder-layerdrop: rate must be in [0, 1], got -0.1"),
     (["--layerdrop-schedule", "cosine"], "argument --layerdrop-schedule: invalid choice: 'cosine'"),
     (["--layerdrop-granularity", "head"], "argument --layerdrop-granularity: invalid choice: 'head'"),
-    (["--layerdrop-warmup-updates", "-3"], "argument --layerdrop-warmup-updates: must be >= 0, got -3"),
+    (["--layerdrop-warmup-updates", "-3"], "argument --layerdrop-warmup-updates: must be a whole number >= 0, got -3"),
 ])
 def test_bad_options_fail_with_a_clear_message(mt_data, tmp_path, bad, message):
     out = run_cli("fairseq-train", [str(mt_data), "--user-dir", PLUGIN_DIR, "--arch", "transformer_layerdrop_tiny",

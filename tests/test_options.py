@@ -35,7 +35,8 @@ def test_settings_from_a_hydra_node():
     (dict(p=float("nan")), r"encoder_layerdrop must be in \[0, 1\], got nan"),
     (dict(schedule="cosine"), "unknown layerdrop_schedule 'cosine'; choose from uniform, linear, exponential"),
     (dict(granularity="head"), "unknown layerdrop_granularity 'head'; choose from layer, sublayer"),
-    (dict(warmup_updates=-3), "layerdrop_warmup_updates must be >= 0, got -3"),
+    (dict(warmup_updates=-3), "layerdrop_warmup_updates must be a whole number >= 0, got -3"),
+    (dict(warmup_updates=2.5), "layerdrop_warmup_updates must be a whole number >= 0, got 2.5"),
     (dict(score_weight=-1.0), "layerdrop_score_weight must be a finite number >= 0, got -1.0"),
     (dict(stack="middle"), "layerdrop stack must be 'encoder' or 'decoder', got 'middle'"),
 ])
