@@ -18,11 +18,32 @@ import argparse
 import json
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 
 VALID = re.compile(r"\| valid on 'valid' subset \| (.*)$")
 FIELD = re.compile(r"(\w+) ([-+0-9.e]+|inf|nan)(?: \||$)")
 EARLY_STOP = "early stop since valid performance hasn't improved"
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \| ")
+SITTING_START = "| fairseq_cli.train | {"  # fairseq-train logs its config first, once per sitting
+
+
+def logged_seconds(text: str) -> int:
+    """Training wall time of a log: the span of logged times of each sitting, summed (a sitting
+    stopped by a kill counts up to its last line; the pauses between sittings do not count)."""
+    total, first, last = 0.0, None, None
+    for line in text.splitlines():
+        match = STAMP.match(line)
+        if not match:
+            continue
+        when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+        if SITTING_START in line and first is not None:
+            total += (last - first).total_seconds()
+            first = None
+        first, last = first or when, when
+    if first is not None:
+        total += (last - first).total_seconds()
+    return int(total)
 
 
 def parse_log(text: str) -> dict:
@@ -130,14 +151,13 @@ def _run(args) -> int:
         return 1 if stop is None else 0
     if args.output:
         log = Path(args.inputs[0])
-        run = parse_log(log.read_text(encoding="utf-8", errors="replace"))
+        text = log.read_text(encoding="utf-8", errors="replace")
+        run = parse_log(text)
         if args.patience:
             run["early_stop"] = run["early_stop"] or stop_index(run["points"], args.patience) is not None
         run["name"] = args.name or log.parent.name
         run["finished"] = not args.running
-        seconds = log.parent / "train_seconds"
-        if seconds.is_file():
-            run["train_seconds"] = sum(int(x) for x in seconds.read_text().split())
+        run["train_seconds"] = logged_seconds(text)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(run, indent=1))
         print(json.dumps(summarise(run)))

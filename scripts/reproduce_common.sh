@@ -86,7 +86,6 @@ train() {
     wait "$pid" || rc=$?
     kill "$watcher" 2>/dev/null || true
     if [[ -f "$dir/.plateau" ]]; then rc=0; rm "$dir/.plateau"; log "train $name: plateau across sittings"; fi
-    echo $((SECONDS - start)) >> "$dir/train_seconds"  # one line per sitting; summed in the report
   fi
   if [[ $rc -ne 0 ]]; then unlock; log "train $name failed (exit $rc), see $dir/train.log"; return "$rc"; fi
   "$BIN/python" scripts/curves.py "$dir/train.log" --name "$name" ${patience:+--patience "$patience"} \

@@ -46,8 +46,13 @@ def test_parse_log_keeps_one_point_per_update_and_detects_early_stop():
 def test_cap_reached_and_empty_log_in_summary_table(tmp_path):
     log = tmp_path / "lm" / "train.log"
     log.parent.mkdir()
-    log.write_text(valid_line(1, 100, 9.0) + "\n" + valid_line(2, 200, 8.0) + "\n")
-    (log.parent / "train_seconds").write_text("60\n120\n")
+    def at(when, line):
+        return line.replace("2026-11-27 22:33:45", f"2026-11-27 {when}")
+
+    start = "2026-11-27 22:33:45 | INFO | fairseq_cli.train | {'_name': None}"
+    # two sittings (the second resumed 2 h later): 60 s + 120 s of logged time, the pause not counted
+    log.write_text("\n".join([at("10:00:00", start), at("10:01:00", valid_line(1, 100, 9.0)), "  (a model line)",
+                              at("12:00:00", start), at("12:02:00", valid_line(2, 200, 8.0))]) + "\n")
     out = tmp_path / "curves" / "lm.json"
     assert curves.main([str(log), "-o", str(out)]) == 0
     run = json.loads(out.read_text())
@@ -126,10 +131,10 @@ e=$(grep -c "valid on" "$dir/train.log" 2>/dev/null)
 for loss in $FAKE_LOSSES; do
   e=$((e + 1))
   echo "x | INFO | valid | epoch $(printf %03d $e) | valid on 'valid' subset | loss $loss | num_updates $((e * 10))"
-  sleep 0.3
+  sleep 0.2
   echo "x | INFO | fairseq.checkpoint_utils | Saved checkpoint $dir/checkpoint_last.pt (epoch $e @ $((e * 10)) updates)"
   touch "$dir/checkpoint_last.pt"
-  sleep 0.3
+  sleep 2  # the next epoch: the watcher polls every 0.1 s, each poll well under 2 s even on a busy machine
 done
 sleep 60
 """
