@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 METRICS = (("bleu", "BLEU (sacrebleu)"), ("rougeL", "ROUGE-L F1"), ("ppl", "perplexity (lower is better)"))
-TITLE_WIDTH = 90  # characters per title line that fit the 10-inch figure
+TITLE_WIDTH = 90  # characters per title line that fit a 10-inch figure
 
 
 def main_metric(rows):
@@ -53,41 +53,59 @@ def _plain_log_axis(axis) -> None:
     axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
-def sweep_figure(rows, title=None):
+def _clip(values, ymax):
+    """``values`` capped at ``ymax`` (None: no cap), and the (index, value) pairs that were capped."""
+    if ymax is None:
+        return values, []
+    return [min(v, ymax) for v in values], [(i, v) for i, v in enumerate(values) if v > ymax]
+
+
+def sweep_figure(rows, title=None, speed=True, ymax=None):
     """The figure: one line per ``label``, metric vs kept depth (left), tokens/s vs depth (right).
 
-    ``title`` is the figure's title, wrapped to fit its width.
+    ``title`` is the figure's title, wrapped to fit its width. ``speed=False`` leaves out the
+    speed panel (speeds measured beside other work do not compare). ``ymax`` caps the quality
+    axis (linear then): a point above it is drawn on the cap as a triangle, its value written.
     """
     plt = import_pyplot()
     key, ylabel = main_metric(rows)
     by_label = defaultdict(list)
     for row in rows:
         by_label[row["label"]].append(row)
-    fig, (ax_q, ax_s) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2 if speed else 1, figsize=(10, 4) if speed else (6, 4), squeeze=False)
+    ax_q, ax_s = axes[0][0], axes[0][-1] if speed else None
     for label, group in by_label.items():
         group = sorted(group, key=lambda r: int(r["depth"]))
         depths = [int(r["depth"]) for r in group]
-        ax_q.plot(depths, [float(r[key]) for r in group], marker="o", label=label)
+        values, capped = _clip([float(r[key]) for r in group], ymax)
+        one = len(depths) == 1  # a model trained at one depth (from scratch): a bigger marker
+        line, = ax_q.plot(depths, values, marker="D" if one else "o", markersize=8 if one else 6, label=label)
+        for i, value in capped:
+            ax_q.plot(depths[i], ymax, marker="^", markersize=9, color=line.get_color())
+            ax_q.annotate(f"{value:.3g}", (depths[i], ymax), textcoords="offset points", xytext=(6, -12), fontsize=7)
         speeds = [r.get("tokens_per_s") for r in group]
-        if all(s is not None for s in speeds):
+        if speed and all(s is not None for s in speeds):
             ax_s.plot(depths, [float(s) for s in speeds], marker="s", label=label)
     ax_q.set(xlabel="layers kept", ylabel=ylabel, title="quality vs depth")
-    ax_s.set(xlabel="layers kept", ylabel="tokens / s", title="speed vs depth")
-    if key == "ppl":
+    if key == "ppl" and ymax is None:
         ax_q.set_yscale("log")
         _plain_log_axis(ax_q.yaxis)
-    for ax in (ax_q, ax_s):
+    panels = [ax_q]
+    if speed:
+        ax_s.set(xlabel="layers kept", ylabel="tokens / s", title="speed vs depth")
+        panels.append(ax_s)
+    for ax in panels:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
-        fig.suptitle(textwrap.fill(title, TITLE_WIDTH))
+        fig.suptitle(textwrap.fill(title, int(TITLE_WIDTH * fig.get_figwidth() / 10)))
     fig.tight_layout()
     return fig
 
 
-def plot_sweeps(rows, out_png, title=None) -> Path:
+def plot_sweeps(rows, out_png, title=None, speed=True, ymax=None) -> Path:
     """Write :func:`sweep_figure` as a PNG."""
-    fig = sweep_figure(rows, title)
+    fig = sweep_figure(rows, title, speed=speed, ymax=ymax)
     fig.savefig(out_png, dpi=120)
     import_pyplot().close(fig)
     return Path(out_png)

@@ -145,7 +145,9 @@ report() {
   local title=$1 d
   for d in "$OUT"/sweeps/*/; do wait_lock "$d/.lock"; done
   mkdir -p "$OUT/results"
-  "$BIN/fairseq-layerdrop-plot" "$OUT"/sweeps/*/sweep.json -o "$OUT/results/depth_sweep.png" --title "$title"
+  # quality only: the sweeps' speeds were measured beside other trainings (docs/benchmarks.md has speed)
+  "$BIN/fairseq-layerdrop-plot" "$OUT"/sweeps/*/sweep.json -o "$OUT/results/depth_sweep.png" --title "$title" \
+    --quality-only ${PLOT_YMAX:+--ymax "$PLOT_YMAX"}
   "$BIN/python" scripts/curves.py --plot "$OUT/results/valid_curves.png" "$OUT"/curves/*.json
   "$BIN/python" scripts/results_table.py "$OUT"/sweeps/*/sweep.json | tee "$OUT/results/table.md"
   "$BIN/python" scripts/curves.py --summary "$OUT"/curves/*.json | tee "$OUT/results/training.md"

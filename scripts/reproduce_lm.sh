@@ -16,6 +16,7 @@ DATA_BIN="$OUT/data-bin"
 [[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
 source scripts/recipes.sh
 TRAIN=("${LM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-10000}")
+PLOT_YMAX=${PLOT_YMAX-400}  # the quality axis of depth_sweep.png: a model that breaks stays readable
 EVAL=(--task lm --stack decoder --tokens-per-sample "$LM_TOKENS_PER_SAMPLE")
 
 jobs_list() {

@@ -107,6 +107,27 @@ def test_plot_title_fits_and_log_axis_has_plain_numbers():
         assert labels and all(text.isdigit() for text in labels), labels
 
 
+def test_plot_quality_only_with_a_capped_axis():
+    """A model that breaks (ppl 3.96M at one layer) must not squash the others: --ymax caps the axis
+    and the capped point is drawn on the cap with its value written."""
+    rows = [{"label": "p=0.2", "depth": d, "ppl": p, "tokens_per_s": 1.0}
+            for d, p in ((1, 3957638.0), (2, 761.6), (4, 213.1), (8, 181.0))]
+    rows += [{"label": "4L scratch", "depth": 4, "ppl": 189.4, "tokens_per_s": 1.0}]
+    fig = sweep_figure(rows, "kernel-doc LM: test perplexity vs layers kept (best validation checkpoints)",
+                       speed=False, ymax=400)
+    fig.canvas.draw()
+    box, page = fig.texts[0].get_window_extent(), fig.bbox  # the title fits the narrower figure
+    assert page.x0 <= box.x0 and box.x1 <= page.x1
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[1] < 500
+    ys = [y for line in ax.get_lines() for y in line.get_ydata()]
+    assert max(ys) == 400 and 189.4 in ys
+    assert sorted(t.get_text() for t in ax.texts) == ["3.96e+06", "762"]
+    assert len(sweep_figure(rows).axes) == 2  # default: both panels, log axis, nothing capped
+    assert sweep_figure(rows).axes[0].get_yscale() == "log" and not sweep_figure(rows).axes[0].texts
+
+
 def test_plot_prints_no_matplotlib_debug_lines(tmp_path):
     """fairseq leaves the root logger at DEBUG; matplotlib's import must not print through it."""
     code = ("import logging, sys; logging.basicConfig(level=logging.DEBUG)\n"

@@ -1,6 +1,7 @@
 """fairseq-layerdrop-plot: draw several sweeps (sweep.json files) on one figure.
 
     fairseq-layerdrop-plot sweeps/*/sweep.json -o results/lm.png --title "kernel-doc LM"
+    fairseq-layerdrop-plot sweeps/*/sweep.json -o lm.png --quality-only --ymax 400
 """
 import argparse
 import json
@@ -16,6 +17,10 @@ def main(argv=None) -> int:
     p.add_argument("sweeps", nargs="+", help="sweep.json files written by fairseq-layerdrop-sweep")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.add_argument("--title", default=None, help="title of the figure (wrapped to its width)")
+    p.add_argument("--quality-only", action="store_true",
+                   help="leave out the speed panel (speeds measured beside other work do not compare)")
+    p.add_argument("--ymax", type=float, default=None,
+                   help="cap the quality axis here (linear scale); points above it are marked and labelled")
     args = p.parse_args(argv)
     if not plotting.available():
         print(f"{PROG}: error: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
@@ -25,7 +30,7 @@ def main(argv=None) -> int:
         for path in args.sweeps:
             with open(path) as f:
                 rows += json.load(f)["rows"]
-        plotting.plot_sweeps(rows, args.output, args.title)
+        plotting.plot_sweeps(rows, args.output, args.title, speed=not args.quality_only, ymax=args.ymax)
     except (OSError, ValueError, KeyError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
