@@ -65,13 +65,12 @@ finetune() {
   rm -f "$dir/pruned.pt"
   "$BIN/fairseq-layerdrop-prune" "$OUT/ckpt/$name/checkpoint_best.pt" "$dir/pruned.pt" --encoder-depth "$depth" \
     --quiet >"$dir/prune.txt"
-  local start=$SECONDS rc=0
+  local rc=0
   env -u TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD "$BIN/fairseq-train" "$TASK_BIN" --restore-file "$dir/pruned.pt" \
     "${ROBERTA_FT_RECIPE[@]}" --encoder-layers "$depth" --num-classes "$NUM_CLASSES" --lr "$FT_LR" \
     --max-update "$FT_UPDATES" --total-num-update "$FT_UPDATES" --warmup-updates "$FT_WARMUP" \
     --valid-subset valid,test --seed "$seed" --save-dir "$dir" --no-save --cpu --num-workers 0 \
     --required-batch-size-multiple 1 --log-format simple --log-interval 100 >"$dir/train.log" 2>&1 || rc=$?
-  echo $((SECONDS - start)) >"$dir/train_seconds"
   if [[ $rc -ne 0 ]]; then unlock; log "finetune $(basename "$dir") failed (exit $rc), see $dir/train.log"; return "$rc"; fi
   "$BIN/python" scripts/roberta_scores.py score "$dir/train.log" -o "$dir/score.json" >&2
   rm -f "$dir/pruned.pt"
