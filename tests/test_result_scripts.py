@@ -1,6 +1,9 @@
 """scripts/curves.py (validation curves from fairseq-train logs) and results_table.py's seed merge."""
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,6 +130,7 @@ def test_stalled_takes_every_sitting_as_one_run(tmp_path):
 FAKE_TRAIN = """#!/bin/bash
 # fairseq-train that never stops by itself: one epoch per call of the loop, losses from $FAKE_LOSSES
 while (($#)); do [[ $1 == --save-dir ]] && dir=$2; shift; done
+echo "train $(basename "$dir")" >> "$FAKE_EVENTS"
 e=$(grep -c "valid on" "$dir/train.log" 2>/dev/null)
 for loss in $FAKE_LOSSES; do
   e=$((e + 1))
@@ -136,25 +140,45 @@ for loss in $FAKE_LOSSES; do
   touch "$dir/checkpoint_last.pt"
   sleep 2  # the next epoch: the watcher polls every 0.1 s, each poll well under 2 s even on a busy machine
 done
+[[ -n "$FAKE_EXIT" ]] && exit 0  # as fairseq's own early stop
 sleep 60
+"""
+FAKE_SWEEP = """#!/bin/bash
+echo "sweep $(basename "$(dirname "$1")")" >> "$FAKE_EVENTS"
+while (($#)); do [[ $1 == --out-dir ]] && echo '{"rows": []}' > "$2/sweep.json"; shift; done
 """
 
 
-def run_queue(tmp_path, losses, jobs):
-    """Source reproduce_common.sh with the fake fairseq-train; run `jobs` (bash) in it."""
-    import os
-    import subprocess
-    import sys
-
+def queue_command(tmp_path, losses, jobs, **env):
+    """bash running `jobs` after sourcing reproduce_common.sh, with a fake fairseq-train and sweep."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "fairseq-train").write_text(FAKE_TRAIN)
-    (bin_dir / "fairseq-train").chmod(0o755)
+    for name, text in (("fairseq-train", FAKE_TRAIN), ("fairseq-layerdrop-sweep", FAKE_SWEEP)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
     if not (bin_dir / "python").exists():
         (bin_dir / "python").symlink_to(sys.executable)
-    script = (f"source {SCRIPTS}/reproduce_common.sh; OUT={tmp_path}/out; DATA_BIN=/nonexistent; {jobs}")
-    env = dict(os.environ, BIN=str(bin_dir), FAKE_LOSSES=losses, PLATEAU_POLL="0.1")
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    script = f"source {SCRIPTS}/reproduce_common.sh; OUT={tmp_path}/out; DATA_BIN=/nonexistent; {jobs}"
+    return ["bash", "-c", script], dict(os.environ, BIN=str(bin_dir), FAKE_LOSSES=losses, PLATEAU_POLL="0.1",
+                                        FAKE_EVENTS=str(tmp_path / "events"), **env)
+
+
+def run_queue(tmp_path, losses, jobs):
+    cmd, env = queue_command(tmp_path, losses, jobs)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_two_workers_train_and_sweep_each_model_once_as_soon_as_it_is_trained(tmp_path):
+    jobs = "TRAIN=(--patience 3); EVAL=(--task lm); model a A all; model b B 4; model c C all; sweep_rest"
+    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for cmd, env in (queue_command(tmp_path, "9.0", jobs, FAKE_EXIT="1", WORKER=str(i)) for i in (1, 2))]
+    logs = [w.communicate(timeout=120)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs
+    events = (tmp_path / "events").read_text().splitlines()
+    assert sorted(events) == ["sweep a", "sweep b", "sweep c", "train a", "train b", "train c"], events
+    assert events.index("train c") > min(events.index("sweep a"), events.index("sweep b"))  # not all at the end
+    out = tmp_path / "out"
+    assert all((out / kind / n / ".done").exists() for kind in ("ckpt", "sweeps") for n in "abc")
 
 
 def test_train_stops_a_resumed_run_at_the_plateau_of_all_its_sittings(tmp_path):
