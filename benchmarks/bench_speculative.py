@@ -1,0 +1,127 @@
+"""Costs of self-speculative decoding with LayerDrop drafts (issue 13): c and v(k), batch 1.
+
+* ``t_full``: one incremental step of the full model (one new token, KV cache of ``--context``);
+* ``c`` per draft: one incremental step of the draft (its own layers and its own cache) / t_full;
+* ``v(k)``: one forward of the full model over k drafted tokens + 1 with the cache / t_full.
+
+All three go through ``speculative.extend_cached`` (the same code path; fairseq's own one-token
+step is timed too, ``t_fairseq_step``, for reference). Each repeat times every operation once,
+interleaved, the cache cut back after each (``truncate_cache``); medians are reported. One
+thread, float32, CPU. With ``--alpha-json`` (from ``scripts/speculative_alpha.py``) the
+predicted speed-up ``S(k)`` of every draft is added, both from alpha (independence assumed) and
+from the replayed tokens per verify step. Needs a quiet machine (it waits up to ``--max-wait``).
+
+    .venv/bin/python benchmarks/bench_speculative.py CHECKPOINT DATA_BIN --depths 2,4,6 \\
+        --strategies every-other,first --ks 1,2,3,4 --alpha-json alpha.json -o results/speculative.json
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from fairseq_layerdrop import speculative as sp  # noqa: E402
+
+
+def load(checkpoint: str, data: str):
+    import fairseq  # noqa: F401  (first: the plugin registers with it)
+    from fairseq import checkpoint_utils
+
+    import fairseq_layerdrop
+
+    fairseq_layerdrop.register()
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": data})
+    return models[0].float().cpu().eval()
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(decoder, drafts: dict, ks: list, context: int, repeats: int, vocab: int) -> dict:
+    """Median seconds of each operation at a cache of ``context`` tokens (random tokens)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(4, vocab, (1, context + max(ks) + 1), generator=gen)
+    caches = {}
+    for name, keep in {"full": None, **drafts}.items():  # prefill each network's own cache
+        caches[name] = {}
+        with sp.only_layers(decoder, keep):
+            sp.extend_cached(decoder, tokens[:, :context], context, caches[name])
+    ops = {"fairseq_step": lambda: decoder(tokens[:, :context + 1], incremental_state=caches["full"])}
+    for name, keep in {"full": None, **drafts}.items():
+        ops[f"step/{name}"] = (lambda keep=keep, name=name: _draft_step(decoder, keep, tokens, context, caches[name]))
+    for k in ks:
+        ops[f"verify/{k}"] = lambda k=k: sp.extend_cached(decoder, tokens[:, :context + k + 1], k + 1, caches["full"])
+    times = {op: [] for op in ops}
+    with torch.no_grad():
+        for _ in range(repeats):
+            for op, fn in ops.items():
+                times[op].append(_timed(fn))
+                cache = caches["full"] if not op.startswith("step/") else caches[op.split("/", 1)[1]]
+                sp.truncate_cache(cache, context)
+    return {op: common.median(ts) for op, ts in times.items()}
+
+
+def _draft_step(decoder, keep, tokens, context, cache):
+    with sp.only_layers(decoder, keep):
+        sp.extend_cached(decoder, tokens[:, :context + 1], 1, cache)
+
+
+def speedups(alpha_result: dict, costs: dict, ks: list) -> dict:
+    out = {}
+    for name, draft in alpha_result["drafts"].items():
+        if name not in costs["c"]:
+            continue
+        c = costs["c"][name]
+        out[name] = {str(k): {"from_alpha": sp.predicted_speedup(draft["alpha"], k, c, costs["v"][str(k)]),
+                              "from_replay": draft["tokens_per_step"][str(k)] / (k * c + costs["v"][str(k)])}
+                     for k in ks if str(k) in draft["tokens_per_step"]}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint")
+    p.add_argument("data", help="binarized data directory of the checkpoint (its dictionary)")
+    p.add_argument("--depths", default="2,4,6")
+    p.add_argument("--strategies", default="every-other,first")
+    p.add_argument("--ks", default="1,2,3,4", help="drafted tokens per verify step")
+    p.add_argument("--context", type=int, default=48, help="tokens in the KV cache when timing")
+    p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--max-wait", type=float, default=1800, help="seconds to wait for a quiet machine")
+    p.add_argument("--alpha-json", help="output of scripts/speculative_alpha.py for the same checkpoint")
+    p.add_argument("-o", "--out")
+    args = p.parse_args(argv)
+    common.set_threads(1)
+    quiet = common.wait_for_quiet(args.max_wait)
+    model = load(args.checkpoint, args.data)
+    decoder, ks = model.decoder, [int(k) for k in args.ks.split(",")]
+    n = len(decoder.layers)
+    logits, mean = sp.learned_rates_of(decoder)
+    drafts = {f"{s}/{e}": sp.draft_layers(n, int(e), s, logits, mean)
+              for s in args.strategies.split(",") for e in args.depths.split(",")}
+    with common.CpuMonitor() as mon:
+        t = measure(decoder, drafts, ks, args.context, args.repeats, decoder.embed_tokens.num_embeddings)
+    full = t["step/full"]
+    costs = {"t_full_ms": 1e3 * full, "t_fairseq_step_ms": 1e3 * t["fairseq_step"],
+             "c": {name: t[f"step/{name}"] / full for name in drafts},
+             "v": {str(k): t[f"verify/{k}"] / full for k in ks},
+             "layers": drafts}
+    result = {"benchmark": "speculative", "checkpoint": args.checkpoint, "context": args.context,
+              "repeats": args.repeats, "num_layers": n, "costs": costs, "quiet": quiet,
+              "others_cpu_share": round(mon.share, 3), "machine": common.machine_info(1)}
+    if args.alpha_json:
+        result["speedup"] = speedups(json.loads(Path(args.alpha_json).read_text()), costs, ks)
+    common.write_result(result, "speculative", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Self-speculative decoding with LayerDrop sub-networks: how often would a draft be accepted?
+
+Issue 13, step 1. A LayerDrop model of depth L contains drafts: sub-networks of E < L of its own
+layers (every other layer, the first E, or the E with the lowest learned drop rates). With greedy
+verification, a drafted token is accepted iff it equals the full model's greedy token. Given that
+every earlier token of the block was accepted, the draft's prefix *is* the full model's greedy
+prefix, so the acceptance of one drafted token is exactly the teacher-forced agreement measured
+here: the full model decodes greedily (fairseq's incremental decoding, batch 1), then each draft
+reads prompt + continuation in ONE parallel forward and we compare its argmax at every
+continuation position with the full model's token.
+
+* :func:`draft_layers` picks the layers (the pruning module's own rules, not a copy);
+* :func:`only_layers` runs a decoder with a subset of its layer modules (dropped layers are not
+  computed), as :mod:`fairseq_layerdrop.search` evaluates candidates;
+* :func:`measure_alpha` returns alpha, alpha per position, the full model's own parallel-vs-
+  incremental agreement (a sanity check: ~1.0), repetition statistics and, from the agreement
+  masks, the tokens one verify step yields for k drafted tokens (:func:`verify_steps`);
+* :func:`extend_cached` (the verify step: several new tokens in one forward with the KV cache)
+  and :func:`truncate_cache` serve ``benchmarks/bench_speculative.py``, which measures c and v(k);
+* :func:`predicted_speedup` is the issue's ``S(k) = (1 - a^(k+1)) / ((1 - a)(k c + v(k)))``.
+
+Plain torch: the decoder is any fairseq ``FairseqIncrementalDecoder`` whose ``layers`` is a
+module list and whose ``forward(tokens, incremental_state=...)`` returns ``(logits, extra)``.
+"""
+import contextlib
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from fairseq_layerdrop.pruning import LEARNED_SUFFIX, check_depth, every_other, learned_keep
+
+STRATEGIES = ("every-other", "first", "learned")
+MAX_K = 8  # tokens per verify step is reported for k = 1..MAX_K drafted tokens
+
+
+def draft_layers(num_layers: int, depth: int, strategy: str, learned_logits: Optional[Tensor] = None,
+                 mean_rate: Optional[float] = None) -> List[int]:
+    """Indices of the ``depth`` layers a draft keeps (increasing).
+
+    ``every-other``: the prune tool's rule (``pruning.every_other``); ``first``: ``0..depth-1``;
+    ``learned``: the prune tool's ``learned_keep`` on ``learned_logits`` (the decoder's
+    ``layerdrop_logits``) at the model's mean drop rate. Raises ``PruneError`` (one line) for a
+    depth outside ``1..num_layers`` or learned rates that are missing.
+    """
+    check_depth(depth, num_layers, "decoder")
+    if strategy == "every-other":
+        return every_other(num_layers, depth)
+    if strategy == "first":
+        return list(range(depth))
+    if strategy == "learned":
+        state = {} if learned_logits is None else {"decoder" + LEARNED_SUFFIX: learned_logits}
+        return learned_keep(state, "decoder", depth, mean_rate)
+    raise ValueError(f"unknown draft strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+
+
+def learned_rates_of(decoder: nn.Module):
+    """``(logits or None, mean drop rate)`` of a decoder's LayerDrop stack (no stack: ``(None, None)``)."""
+    logits = getattr(decoder.layers, "layerdrop_logits", None)
+    settings = getattr(decoder.layers, "settings", None)
+    return (None if logits is None else logits.detach()), (None if settings is None else settings.p)
+
+
+@contextlib.contextmanager
+def only_layers(decoder: nn.Module, keep: Optional[Sequence[int]]):
+    """Inside, ``decoder`` runs the layers ``keep`` only (``None``: all), in order; restored after.
+
+    The kept modules themselves (shared weights) go into a plain ``ModuleList``, the network a
+    checkpoint pruned to ``keep`` builds; ``num_layers`` follows, so fairseq's default
+    ``alignment_layer`` (the last one) stays in range.
+    """
+    if keep is None:
+        yield decoder
+        return
+    layers, num = decoder.layers, getattr(decoder, "num_layers", None)
+    modules = list(nn.ModuleList.__iter__(layers))
+    decoder.layers = nn.ModuleList([modules[i] for i in keep])
+    if num is not None:
+        decoder.num_layers = len(keep)
+    try:
+        yield decoder
+    finally:
+        decoder.layers = layers
+        if num is not None:
+            decoder.num_layers = num
+
+
+@torch.no_grad()
+def greedy_continuation(decoder: nn.Module, prompt: Tensor, new_tokens: int) -> Tensor:
+    """``new_tokens`` greedy tokens after ``prompt`` (1-D), with the KV cache, batch 1.
+
+    fairseq's incremental decoder embeds only the last token of what it is given (earlier ones
+    come from the cache), so the prompt enters one token per call, as in ``SequenceGenerator``.
+    No stop at end-of-sentence: the LMs here are trained on a token stream (break mode none).
+    """
+    state: Dict[str, Dict[str, Optional[Tensor]]] = {}
+    tokens = prompt.view(1, -1)
+    for t in range(1, tokens.size(1)):  # fill the cache with prompt[:-1]
+        decoder(tokens[:, :t], incremental_state=state)
+    for _ in range(new_tokens):
+        logits = decoder(tokens, incremental_state=state)[0]  # 1 x 1 x V
+        tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return tokens[0, prompt.numel():]
+
+
+@torch.no_grad()
+def parallel_argmax(decoder: nn.Module, prompt: Tensor, continuation: Tensor) -> Tensor:
+    """The argmax at each continuation position from one forward over prompt + continuation[:-1]."""
+    seq = torch.cat([prompt, continuation[:-1]]).view(1, -1)
+    logits = decoder(seq)[0][0]  # (P + T - 1) x V
+    return logits[prompt.numel() - 1:].argmax(-1)
+
+
+@torch.no_grad()
+def extend_cached(decoder: nn.Module, tokens: Tensor, n_new: int, state: dict) -> Tensor:
+    """Logits (1 x n_new x V) of the last ``n_new`` of ``tokens`` (1 x L) in ONE forward, reading
+    the first ``L - n_new`` from the KV cache ``state`` and appending the new ones to it.
+
+    The verify step of speculative decoding. fairseq's own incremental forward takes one token
+    per call and no causal mask, so this repeats its embedding and output steps (the order of
+    ``TransformerDecoderBase.extract_features_scriptable``, eval mode) around the layer calls.
+    """
+    length = tokens.size(1)
+    x = decoder.embed_scale * decoder.embed_tokens(tokens[:, -n_new:])
+    if decoder.project_in_dim is not None:
+        x = decoder.project_in_dim(x)
+    if decoder.embed_positions is not None:
+        x = x + decoder.embed_positions(tokens)[:, -n_new:]
+    if decoder.layernorm_embedding is not None:
+        x = decoder.layernorm_embedding(x)
+    x = x.transpose(0, 1)  # T x B x C
+    # new token i (position L - n_new + i) sees the cache and new tokens 0..i
+    mask = torch.triu(x.new_full((n_new, length), float("-inf")), diagonal=length - n_new + 1)
+    for layer in decoder.layers:
+        x = layer(x, None, None, state, self_attn_mask=mask)[0]
+    if decoder.layer_norm is not None:
+        x = decoder.layer_norm(x)
+    if decoder.project_out_dim is not None:
+        x = decoder.project_out_dim(x)
+    return decoder.output_layer(x.transpose(0, 1))
+
+
+def truncate_cache(state: dict, length: int) -> None:
+    """Forget cached keys and values after the first ``length`` positions (rejected drafts)."""
+    for buffers in state.values():
+        for name in ("prev_key", "prev_value"):  # B x heads x L x head_dim
+            if buffers.get(name) is not None:
+                buffers[name] = buffers[name][:, :, :length]
+        if buffers.get("prev_key_padding_mask") is not None:  # B x L
+            buffers["prev_key_padding_mask"] = buffers["prev_key_padding_mask"][:, :length]
+
+
+def repeated_bigrams(prompt: Tensor, continuation: Tensor) -> Tensor:
+    """Bool per continuation token: the pair (previous token, token) occurred earlier in the text.
+
+    Such tokens continue a loop or copy the context; a weak LM's greedy output is full of them
+    and even a shallow draft predicts them, so alpha is reported on both kinds separately.
+    """
+    seq = torch.cat([prompt, continuation]).tolist()
+    seen, out = set(), []
+    for i in range(1, len(seq)):
+        pair = (seq[i - 1], seq[i])
+        if i >= prompt.numel():
+            out.append(pair in seen)
+        seen.add(pair)
+    return torch.tensor(out, dtype=torch.bool)
+
+
+def verify_steps(agree: Tensor, k: int) -> int:
+    """Full-model forwards that greedy self-speculative decoding with ``k`` drafted tokens needs.
+
+    Replays decoding over a known agreement mask (1-D bool, one entry per token): each step
+    accepts the leading agreeing drafts and adds the full model's own next token. Exact for these
+    continuations, with no independence assumption (``(1 - a^(k+1)) / (1 - a)`` assumes one).
+    """
+    pos, steps, n = 0, 0, agree.numel()
+    while pos < n:
+        block = agree[pos:pos + k].tolist()
+        accepted = block.index(False) if False in block else len(block)
+        pos, steps = pos + accepted + 1, steps + 1
+    return steps
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if len(values) else float("nan")
+
+
+def _summary(agree: Tensor, repeat: Tensor) -> Dict:
+    """``agree``/``repeat``: N x T bool. alpha overall, per position, on repeated and novel tokens."""
+    return {
+        "alpha": agree.float().mean().item(),
+        "per_position": [round(v, 4) for v in agree.float().mean(0).tolist()],
+        "alpha_repeated": agree[repeat].float().mean().item() if repeat.any() else None,
+        "alpha_novel": agree[~repeat].float().mean().item() if (~repeat).any() else None,
+        # all tokens over all verify steps: the corpus-level rate a speed-up divides by the step cost
+        "tokens_per_step": {k: agree.numel() / sum(verify_steps(a, k) for a in agree) for k in range(1, MAX_K + 1)},
+    }
+
+
+@torch.no_grad()
+def measure_alpha(decoder: nn.Module, prompts: Sequence[Tensor], new_tokens: int,
+                  drafts: Dict[str, Sequence[int]]) -> Dict:
+    """Greedy-decode every prompt with the full decoder, then score every draft on the result.
+
+    ``drafts`` maps a name to the kept layer indices. Returns the summary of each draft and of
+    the full model's own parallel forward (``full_parallel``; its alpha should be ~1.0), the
+    continuations, and ``distinct_fraction`` / ``repeated_fraction`` of their tokens.
+    """
+    was_training = decoder.training
+    decoder.eval()
+    try:
+        conts = [greedy_continuation(decoder, p, new_tokens) for p in prompts]
+        repeat = torch.stack([repeated_bigrams(p, c) for p, c in zip(prompts, conts)])
+        results = {}
+        for name, keep in {"full_parallel": None, **drafts}.items():
+            with only_layers(decoder, keep):
+                agree = torch.stack([parallel_argmax(decoder, p, c) == c for p, c in zip(prompts, conts)])
+            results[name] = dict(_summary(agree, repeat), layers=None if keep is None else list(keep))
+    finally:
+        decoder.train(was_training)
+    return {
+        "full_parallel": results.pop("full_parallel"),
+        "drafts": results,
+        "distinct_fraction": _mean([c.unique().numel() / c.numel() for c in conts]),
+        "repeated_fraction": repeat.float().mean().item(),
+        "continuations": [c.tolist() for c in conts],
+    }
+
+
+def predicted_speedup(alpha: float, k: int, c: float, v: float) -> float:
+    """``S(k)``: expected tokens per step ``(1 - a^(k+1)) / (1 - a)`` over the step's cost
+    ``k c + v`` (``c``: one draft step, ``v``: verifying k drafts + 1, both in full-step units)."""
+    tokens = k + 1.0 if alpha >= 1.0 else (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
+    return tokens / (k * c + v)

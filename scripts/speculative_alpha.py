@@ -1,0 +1,173 @@
+"""Acceptance rate of LayerDrop sub-networks as drafts for self-speculative decoding (issue 13).
+
+    python scripts/speculative_alpha.py CHECKPOINT DATA_BIN --depths 2,4,6 \\
+        --strategies every-other,first --prompts 100 --prompt-tokens 32 --new-tokens 32 -o alpha.json
+
+Language models only (task language_modeling). Prompts are the first P tokens of the first N
+samples of the subset; the full model continues each greedily for T tokens (batch 1, KV cache)
+and every draft (strategy x depth) is scored with one parallel forward per prompt
+(fairseq_layerdrop.speculative). CPU, float32, one thread. Prints a markdown table; the JSON has
+per-position alpha, tokens per verify step for k = 1..8 and the continuations. Every bad input
+is one line ``speculative_alpha.py: error: ...`` and exit status 2.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from fairseq_layerdrop.errors import PruneError, one_line, show
+from fairseq_layerdrop.speculative import STRATEGIES
+
+PROG = "speculative_alpha.py"
+
+
+class UsageError(Exception):
+    """A bad input; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are the same single line as every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def _int_list(text: str) -> list:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {show(repr(text))}") from None
+
+
+def _strategy_list(text: str) -> list:
+    bad = [s for s in text.split(",") if s not in STRATEGIES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown strategy {show(repr(bad[0]))} (known: {', '.join(STRATEGIES)})")
+    return text.split(",")
+
+
+def _positive(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {show(repr(text))}")
+    return int(text)
+
+
+def parse_args(argv):
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path, help="fairseq language-model checkpoint (.pt)")
+    p.add_argument("data", type=Path, help="binarized data directory (dict.txt, SUBSET.bin/.idx)")
+    p.add_argument("--depths", type=_int_list, default=[2, 4, 6], help="draft depths E (default 2,4,6)")
+    p.add_argument("--strategies", type=_strategy_list, default=["every-other", "first"],
+                   help=f"draft layer choices, from {', '.join(STRATEGIES)} (default every-other,first)")
+    p.add_argument("--prompts", type=_positive, default=100, help="number of prompts N (default 100)")
+    p.add_argument("--prompt-tokens", type=_positive, default=32, help="prompt length P (default 32)")
+    p.add_argument("--new-tokens", type=_positive, default=32, help="greedy tokens T per prompt (default 32)")
+    p.add_argument("--subset", default="test", help="data subset of the prompts (default test)")
+    p.add_argument("-o", "--output", type=Path, help="write the full results as JSON here")
+    args = p.parse_args(argv)
+    if not args.checkpoint.is_file():
+        raise UsageError(f"no checkpoint file {show(args.checkpoint)}")
+    if not (args.data / "dict.txt").is_file():
+        raise UsageError(f"{show(args.data)} is not a binarized data directory (no dict.txt)")
+    return args
+
+
+def load(args):
+    """The model (eval, CPU, float32) and its task with ``args.subset`` loaded."""
+    import fairseq  # noqa: F401  (imported first: the plugin then registers with it)
+    import torch
+    from fairseq import checkpoint_utils
+
+    import fairseq_layerdrop
+
+    fairseq_layerdrop.register()
+    torch.set_num_threads(1)
+    try:
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+            [str(args.checkpoint)], arg_overrides={"data": str(args.data)})
+    except Exception as err:  # fairseq raises many kinds for a file it cannot read
+        raise UsageError(f"cannot load {show(args.checkpoint)}: {show(type(err).__name__)}: {show(err)}") from None
+    model = models[0].float().cpu().eval()
+    if cfg.task._name != "language_modeling" or not hasattr(model, "decoder") or hasattr(model, "encoder"):
+        raise UsageError(f"{show(args.checkpoint)} is not a language model (task {show(cfg.task._name)})")
+    try:
+        task.load_dataset(args.subset, combine=False, epoch=1)
+    except Exception as err:
+        raise UsageError(f"cannot read subset {show(args.subset)} of {show(args.data)}: {show(err)}") from None
+    return model, task
+
+
+def prompts_of(dataset, n: int, length: int) -> list:
+    """The first ``length`` input tokens of the first ``n`` samples at least that long."""
+    out = []
+    for i in range(len(dataset)):
+        source = dataset[i]["source"]
+        if source.numel() >= length:
+            out.append(source[:length].clone())
+            if len(out) == n:
+                break
+    if not out:
+        raise UsageError(f"no sample has {length} tokens")
+    return out
+
+
+def drafts_of(model, depths, strategies) -> dict:
+    from fairseq_layerdrop.speculative import draft_layers, learned_rates_of
+
+    num_layers = len(model.decoder.layers)
+    bad = [e for e in depths if not 1 <= e <= num_layers]
+    if bad:
+        raise UsageError(f"--depths: {bad[0]} is outside 1..{num_layers} (the model's decoder layers)")
+    logits, mean = learned_rates_of(model.decoder)
+    return {f"{s}/{e}": draft_layers(num_layers, e, s, logits, mean) for s in strategies for e in depths}
+
+
+def table(result: dict) -> str:
+    rows = ["| draft | layers | alpha | alpha (repeated bigram) | alpha (novel) | tokens/step k=2 | k=4 |",
+            "|---|---|---|---|---|---|---|"]
+    for name, r in {"full (parallel)": result["full_parallel"], **result["drafts"]}.items():
+        fmt = [("-" if v is None else f"{v:.3f}") for v in (r["alpha"], r["alpha_repeated"], r["alpha_novel"])]
+        layers = "all" if r["layers"] is None else ",".join(map(str, r["layers"]))
+        rows.append(f"| {name} | {layers} | {' | '.join(fmt)} | {r['tokens_per_step'][2]:.2f} | "
+                    f"{r['tokens_per_step'][4]:.2f} |")
+    return "\n".join(rows)
+
+
+def run(args) -> dict:
+    from fairseq_layerdrop.speculative import measure_alpha
+
+    model, task = load(args)
+    drafts = drafts_of(model, args.depths, args.strategies)
+    if args.prompt_tokens + args.new_tokens - 1 > model.decoder.max_positions():
+        raise UsageError(f"--prompt-tokens + --new-tokens - 1 = {args.prompt_tokens + args.new_tokens - 1} exceeds "
+                         f"the model's {model.decoder.max_positions()} positions")
+    prompts = prompts_of(task.dataset(args.subset), args.prompts, args.prompt_tokens)
+    start = time.time()
+    result = measure_alpha(model.decoder, prompts, args.new_tokens, drafts)
+    result["setup"] = {"checkpoint": str(args.checkpoint), "data": str(args.data), "subset": args.subset,
+                       "prompts": len(prompts), "prompt_tokens": args.prompt_tokens,
+                       "new_tokens": args.new_tokens, "num_layers": len(model.decoder.layers),
+                       "seconds": round(time.time() - start, 1)}
+    return result
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        result = run(args)
+    except (UsageError, PruneError, OSError) as err:
+        print(f"{PROG}: error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    s = result["setup"]
+    print(f"{s['prompts']} prompts x {s['prompt_tokens']} tokens, {s['new_tokens']} greedy tokens, "
+          f"{s['num_layers']} layers; continuations: {result['distinct_fraction']:.2f} distinct tokens, "
+          f"{result['repeated_fraction']:.2f} repeated bigrams ({s['seconds']} s)\n")
+    print(table(result))
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
