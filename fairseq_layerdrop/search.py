@@ -19,12 +19,12 @@ from typing import Dict, List
 import torch
 from fairseq import tasks, utils
 from omegaconf import OmegaConf, open_dict
-from torch import nn
 from tqdm import tqdm
 
 import fairseq_layerdrop
 from fairseq_layerdrop.errors import show
 from fairseq_layerdrop.pruning import _LAYER, prune_state
+from fairseq_layerdrop.subnetwork import only_layers
 
 fairseq_layerdrop.register()  # plugin architectures without a stock name are built here
 
@@ -120,20 +120,10 @@ class ValidLoss:
 
     @contextlib.contextmanager
     def _subset(self, keep: Dict[str, List[int]]):
-        saved = {}
-        for stack, idx in keep.items():
-            owner = self.owners[stack]
-            saved[stack] = (owner.layers, getattr(owner, "num_layers", None))
-            owner.layers = nn.ModuleList([nn.ModuleList.__getitem__(owner.layers, i) for i in idx])
-            if saved[stack][1] is not None:
-                owner.num_layers = len(idx)
-        try:
+        with contextlib.ExitStack() as stack:
+            for name, idx in keep.items():
+                stack.enter_context(only_layers(self.owners[name], idx))
             yield
-        finally:
-            for stack, (layers, num) in saved.items():
-                self.owners[stack].layers = layers
-                if num is not None:
-                    self.owners[stack].num_layers = num
 
     @torch.no_grad()
     def loss(self, keep: Dict[str, List[int]]) -> float:

@@ -10,8 +10,8 @@ reads prompt + continuation in ONE parallel forward and we compare its argmax at
 continuation position with the full model's token.
 
 * :func:`draft_layers` picks the layers (the pruning module's own rules, not a copy);
-* :func:`only_layers` runs a decoder with a subset of its layer modules (dropped layers are not
-  computed), as :mod:`fairseq_layerdrop.search` evaluates candidates;
+* :func:`only_layers` (:mod:`fairseq_layerdrop.subnetwork`, shared with the search on valid)
+  runs a decoder with a subset of its layer modules (dropped layers are not computed);
 * :func:`measure_alpha` returns alpha, alpha per position, the full model's own parallel-vs-
   incremental agreement (a sanity check: ~1.0), repetition statistics and, from the agreement
   masks, the tokens one verify step yields for k drafted tokens (:func:`verify_steps`);
@@ -22,13 +22,13 @@ continuation position with the full model's token.
 Plain torch: the decoder is any fairseq ``FairseqIncrementalDecoder`` whose ``layers`` is a
 module list and whose ``forward(tokens, incremental_state=...)`` returns ``(logits, extra)``.
 """
-import contextlib
 from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from fairseq_layerdrop.pruning import LEARNED_SUFFIX, check_depth, every_other, learned_keep
+from fairseq_layerdrop.subnetwork import only_layers  # noqa: F401  (part of this module's API)
 
 STRATEGIES = ("every-other", "first", "learned")
 MAX_K = 8  # tokens per verify step is reported for k = 1..MAX_K drafted tokens
@@ -59,30 +59,6 @@ def learned_rates_of(decoder: nn.Module):
     logits = getattr(decoder.layers, "layerdrop_logits", None)
     settings = getattr(decoder.layers, "settings", None)
     return (None if logits is None else logits.detach()), (None if settings is None else settings.p)
-
-
-@contextlib.contextmanager
-def only_layers(decoder: nn.Module, keep: Optional[Sequence[int]]):
-    """Inside, ``decoder`` runs the layers ``keep`` only (``None``: all), in order; restored after.
-
-    The kept modules themselves (shared weights) go into a plain ``ModuleList``, the network a
-    checkpoint pruned to ``keep`` builds; ``num_layers`` follows, so fairseq's default
-    ``alignment_layer`` (the last one) stays in range.
-    """
-    if keep is None:
-        yield decoder
-        return
-    layers, num = decoder.layers, getattr(decoder, "num_layers", None)
-    modules = list(nn.ModuleList.__iter__(layers))
-    decoder.layers = nn.ModuleList([modules[i] for i in keep])
-    if num is not None:
-        decoder.num_layers = len(keep)
-    try:
-        yield decoder
-    finally:
-        decoder.layers = layers
-        if num is not None:
-            decoder.num_layers = num
 
 
 @torch.no_grad()
