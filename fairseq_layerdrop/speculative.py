@@ -62,28 +62,32 @@ def learned_rates_of(decoder: nn.Module):
 
 
 @torch.no_grad()
-def greedy_continuation(decoder: nn.Module, prompt: Tensor, new_tokens: int) -> Tensor:
-    """``new_tokens`` greedy tokens after ``prompt`` (1-D), with the KV cache, batch 1.
+def greedy_continuation(decoder: nn.Module, prompt: Tensor, new_tokens: int, encoder_out=None,
+                        eos: Optional[int] = None) -> Tensor:
+    """At most ``new_tokens`` greedy tokens after ``prompt`` (1-D), with the KV cache, batch 1.
 
     fairseq's incremental decoder embeds only the last token of what it is given (earlier ones
     come from the cache), so the prompt enters one token per call, as in ``SequenceGenerator``.
-    No stop at end-of-sentence: the LMs here are trained on a token stream (break mode none).
+    A translation decoder reads ``encoder_out`` (its source sentence) and stops after ``eos``;
+    a language model (``eos`` None) does not stop: the LMs here are trained on a token stream.
     """
     state: Dict[str, Dict[str, Optional[Tensor]]] = {}
     tokens = prompt.view(1, -1)
     for t in range(1, tokens.size(1)):  # fill the cache with prompt[:-1]
-        decoder(tokens[:, :t], incremental_state=state)
+        decoder(tokens[:, :t], encoder_out=encoder_out, incremental_state=state)
     for _ in range(new_tokens):
-        logits = decoder(tokens, incremental_state=state)[0]  # 1 x 1 x V
+        logits = decoder(tokens, encoder_out=encoder_out, incremental_state=state)[0]  # 1 x 1 x V
         tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        if eos is not None and tokens[0, -1].item() == eos:
+            break
     return tokens[0, prompt.numel():]
 
 
 @torch.no_grad()
-def parallel_argmax(decoder: nn.Module, prompt: Tensor, continuation: Tensor) -> Tensor:
+def parallel_argmax(decoder: nn.Module, prompt: Tensor, continuation: Tensor, encoder_out=None) -> Tensor:
     """The argmax at each continuation position from one forward over prompt + continuation[:-1]."""
     seq = torch.cat([prompt, continuation[:-1]]).view(1, -1)
-    logits = decoder(seq)[0][0]  # (P + T - 1) x V
+    logits = decoder(seq, encoder_out=encoder_out)[0][0]  # (P + T - 1) x V
     return logits[prompt.numel() - 1:].argmax(-1)
 
 
@@ -161,36 +165,45 @@ def _mean(values: Sequence[float]) -> float:
     return float(sum(values) / len(values)) if len(values) else float("nan")
 
 
-def _summary(agree: Tensor, repeat: Tensor) -> Dict:
-    """``agree``/``repeat``: N x T bool. alpha overall, per position, on repeated and novel tokens."""
+def _summary(agree: Sequence[Tensor], repeat: Sequence[Tensor]) -> Dict:
+    """``agree``/``repeat``: one 1-D bool per continuation (lengths may differ: translations stop at
+    end-of-sentence). alpha overall, per position (over the continuations that long), on
+    repeated and novel tokens, and tokens per verify step."""
+    flat, rep = torch.cat(list(agree)), torch.cat(list(repeat))
+    longest = max(a.numel() for a in agree)
+    per_position = [_mean([a[j].item() for a in agree if a.numel() > j]) for j in range(longest)]
     return {
-        "alpha": agree.float().mean().item(),
-        "per_position": [round(v, 4) for v in agree.float().mean(0).tolist()],
-        "alpha_repeated": agree[repeat].float().mean().item() if repeat.any() else None,
-        "alpha_novel": agree[~repeat].float().mean().item() if (~repeat).any() else None,
+        "alpha": flat.float().mean().item(),
+        "per_position": [round(v, 4) for v in per_position],
+        "alpha_repeated": flat[rep].float().mean().item() if rep.any() else None,
+        "alpha_novel": flat[~rep].float().mean().item() if (~rep).any() else None,
         # all tokens over all verify steps: the corpus-level rate a speed-up divides by the step cost
-        "tokens_per_step": {k: agree.numel() / sum(verify_steps(a, k) for a in agree) for k in range(1, MAX_K + 1)},
+        "tokens_per_step": {k: flat.numel() / sum(verify_steps(a, k) for a in agree) for k in range(1, MAX_K + 1)},
     }
 
 
 @torch.no_grad()
 def measure_alpha(decoder: nn.Module, prompts: Sequence[Tensor], new_tokens: int,
-                  drafts: Dict[str, Sequence[int]]) -> Dict:
+                  drafts: Dict[str, Sequence[int]], encoder_outs: Optional[Sequence] = None,
+                  eos: Optional[int] = None) -> Dict:
     """Greedy-decode every prompt with the full decoder, then score every draft on the result.
 
-    ``drafts`` maps a name to the kept layer indices. Returns the summary of each draft and of
-    the full model's own parallel forward (``full_parallel``; its alpha should be ~1.0), the
+    ``drafts`` maps a name to the kept decoder layers. For translation, ``encoder_outs`` holds
+    each prompt's source sentence encoded once at full depth (the drafts share it: only the
+    decoder is drafted) and decoding stops after ``eos``. Returns the summary of each draft and
+    of the full model's own parallel forward (``full_parallel``; its alpha should be ~1.0), the
     continuations, and ``distinct_fraction`` / ``repeated_fraction`` of their tokens.
     """
+    encoder_outs = list(encoder_outs) if encoder_outs is not None else [None] * len(prompts)
     was_training = decoder.training
     decoder.eval()
     try:
-        conts = [greedy_continuation(decoder, p, new_tokens) for p in prompts]
-        repeat = torch.stack([repeated_bigrams(p, c) for p, c in zip(prompts, conts)])
+        conts = [greedy_continuation(decoder, p, new_tokens, enc, eos) for p, enc in zip(prompts, encoder_outs)]
+        repeat = [repeated_bigrams(p, c) for p, c in zip(prompts, conts)]
         results = {}
         for name, keep in {"full_parallel": None, **drafts}.items():
             with only_layers(decoder, keep):
-                agree = torch.stack([parallel_argmax(decoder, p, c) == c for p, c in zip(prompts, conts)])
+                agree = [parallel_argmax(decoder, p, c, enc) == c for p, c, enc in zip(prompts, conts, encoder_outs)]
             results[name] = dict(_summary(agree, repeat), layers=None if keep is None else list(keep))
     finally:
         decoder.train(was_training)
@@ -198,7 +211,7 @@ def measure_alpha(decoder: nn.Module, prompts: Sequence[Tensor], new_tokens: int
         "full_parallel": results.pop("full_parallel"),
         "drafts": results,
         "distinct_fraction": _mean([c.unique().numel() / c.numel() for c in conts]),
-        "repeated_fraction": repeat.float().mean().item(),
+        "repeated_fraction": torch.cat(repeat).float().mean().item(),
         "continuations": [c.tolist() for c in conts],
     }
 

@@ -3,10 +3,12 @@
     python scripts/speculative_alpha.py CHECKPOINT DATA_BIN --depths 2,4,6 \\
         --strategies every-other,first --prompts 100 --prompt-tokens 32 --new-tokens 32 -o alpha.json
 
-Language models only (task language_modeling). Prompts are the first P tokens of the first N
-samples of the subset; the full model continues each greedily for T tokens (batch 1, KV cache)
-and every draft (strategy x depth) is scored with one parallel forward per prompt
-(fairseq_layerdrop.speculative). CPU, float32, one thread. Prints a markdown table; the JSON has
+Language models (task language_modeling): prompts are the first P tokens of the first N samples
+of the subset; the full model continues each greedily for T tokens (batch 1, KV cache).
+Translation models (task translation): the first N source sentences, each encoded once at full
+depth; the full decoder translates greedily from end-of-sentence (fairseq's first decoder token)
+until it emits end-of-sentence, at most T tokens; only the decoder is drafted. Every draft
+(strategy x depth) is scored with one parallel forward per prompt (fairseq_layerdrop.speculative). CPU, float32, one thread. Prints a markdown table; the JSON has
 per-position alpha, tokens per verify step for k = 1..8 and the continuations. Every bad input
 is one line ``speculative_alpha.py: error: ...`` and exit status 2.
 """
@@ -20,6 +22,7 @@ from fairseq_layerdrop.errors import PruneError, one_line, show
 from fairseq_layerdrop.speculative import STRATEGIES
 
 PROG = "speculative_alpha.py"
+TASKS = ("language_modeling", "translation")
 
 
 class UsageError(Exception):
@@ -68,7 +71,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if not args.checkpoint.is_file():
         raise UsageError(f"no checkpoint file {show(args.checkpoint)}")
-    if not (args.data / "dict.txt").is_file():
+    if not any(args.data.glob("dict.*txt")):
         raise UsageError(f"{show(args.data)} is not a binarized data directory (no dict.txt)")
     return args
 
@@ -89,8 +92,9 @@ def load(args):
     except Exception as err:  # fairseq raises many kinds for a file it cannot read
         raise UsageError(f"cannot load {show(args.checkpoint)}: {show(type(err).__name__)}: {show(err)}") from None
     model = models[0].float().cpu().eval()
-    if cfg.task._name != "language_modeling" or not hasattr(model, "decoder") or hasattr(model, "encoder"):
-        raise UsageError(f"{show(args.checkpoint)} is not a language model (task {show(cfg.task._name)})")
+    if cfg.task._name not in TASKS or not hasattr(model, "decoder"):
+        raise UsageError(f"{show(args.checkpoint)} is not a language or translation model "
+                         f"(task {show(cfg.task._name)})")
     try:
         task.load_dataset(args.subset, combine=False, epoch=1)
     except Exception as err:
@@ -110,6 +114,22 @@ def prompts_of(dataset, n: int, length: int) -> list:
     if not out:
         raise UsageError(f"no sample has {length} tokens")
     return out
+
+
+def sources_of(model, dataset, n: int) -> tuple:
+    """Translation: the decoder prompt (end-of-sentence) and the encoded first ``n`` sources."""
+    import torch
+
+    prompts, encoded = [], []
+    eos = model.decoder.dictionary.eos()
+    with torch.no_grad():
+        for i in range(min(n, len(dataset))):
+            src = dataset[i]["source"].view(1, -1)
+            encoded.append(model.encoder(src, src_lengths=torch.tensor([src.size(1)])))
+            prompts.append(torch.tensor([eos]))
+    if not prompts:
+        raise UsageError("the subset has no sentences")
+    return prompts, encoded
 
 
 def drafts_of(model, depths, strategies) -> dict:
@@ -139,14 +159,19 @@ def run(args) -> dict:
 
     model, task = load(args)
     drafts = drafts_of(model, args.depths, args.strategies)
-    if args.prompt_tokens + args.new_tokens - 1 > model.decoder.max_positions():
-        raise UsageError(f"--prompt-tokens + --new-tokens - 1 = {args.prompt_tokens + args.new_tokens - 1} exceeds "
+    prompt_length = 1 if hasattr(model, "encoder") else args.prompt_tokens  # translation: end-of-sentence
+    if prompt_length + args.new_tokens - 1 > model.decoder.max_positions():
+        raise UsageError(f"prompt + --new-tokens - 1 = {prompt_length + args.new_tokens - 1} exceeds "
                          f"the model's {model.decoder.max_positions()} positions")
-    prompts = prompts_of(task.dataset(args.subset), args.prompts, args.prompt_tokens)
+    if hasattr(model, "encoder"):  # translation
+        prompts, encoded = sources_of(model, task.dataset(args.subset), args.prompts)
+        eos = model.decoder.dictionary.eos()
+    else:
+        prompts, encoded, eos = prompts_of(task.dataset(args.subset), args.prompts, args.prompt_tokens), None, None
     start = time.time()
-    result = measure_alpha(model.decoder, prompts, args.new_tokens, drafts)
+    result = measure_alpha(model.decoder, prompts, args.new_tokens, drafts, encoded, eos)
     result["setup"] = {"checkpoint": str(args.checkpoint), "data": str(args.data), "subset": args.subset,
-                       "prompts": len(prompts), "prompt_tokens": args.prompt_tokens,
+                       "prompts": len(prompts), "prompt_tokens": prompts[0].numel(),
                        "new_tokens": args.new_tokens, "num_layers": len(model.decoder.layers),
                        "seconds": round(time.time() - start, 1)}
     return result

@@ -245,3 +245,64 @@ def test_verify_step_with_the_cache_matches_the_parallel_forward(lm, prompts):
     with torch.no_grad():  # fairseq's own one-token step reads the same cache
         step = decoder(seq[:, :14], incremental_state=state)[0]
     torch.testing.assert_close(step, full[:, 13:14], rtol=0, atol=1e-5)
+
+
+# -- translation: the source is encoded once at full depth, only the decoder is drafted ------------
+@pytest.fixture(scope="module")
+def mt(mt_data):
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(mt_data), "--task", "translation", "--arch", "transformer_layerdrop_tiny", "--encoder-layers", "2",
+        "--decoder-layers", str(LAYERS), "--encoder-embed-dim", "16", "--decoder-embed-dim", "16",
+        "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32", "--encoder-attention-heads", "2",
+        "--decoder-attention-heads", "2", "--share-all-embeddings"])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    torch.manual_seed(0)
+    return task.build_model(cfg.model).eval(), cfg, task
+
+
+class ScriptedDecoder(torch.nn.Module):
+    """Greedy output 5, 6, EOS (2), 7, ... whatever the input: checks where decoding stops."""
+
+    def forward(self, tokens, encoder_out=None, incremental_state=None):
+        script = [5, 6, 2, 7, 7, 7, 7, 7]
+        logits = torch.zeros(1, tokens.size(1), 10)
+        logits[0, -1, script[tokens.size(1) - 1]] = 1.0
+        return logits, None
+
+
+def test_translation_decoding_stops_after_end_of_sentence():
+    prompt = torch.tensor([2])
+    assert sp.greedy_continuation(ScriptedDecoder(), prompt, 6, eos=2).tolist() == [5, 6, 2]
+    assert sp.greedy_continuation(ScriptedDecoder(), prompt, 6).tolist() == [5, 6, 2, 7, 7, 7]  # a LM goes on
+
+
+def test_translation_alpha_reads_the_source(mt):
+    model, _cfg, task = mt
+    task.load_dataset("test")
+    data = task.dataset("test")
+    eos = model.decoder.dictionary.eos()
+    sources = [data[i]["source"].view(1, -1) for i in range(3)]
+    encoded = [model.encoder(s, src_lengths=torch.tensor([s.size(1)])) for s in sources]
+    prompts = [torch.tensor([eos])] * 3
+    seen = []  # fairseq's decoder silently skips encoder attention without encoder_out: every call needs it
+    hook = model.decoder.register_forward_pre_hook(
+        lambda _m, _args, kwargs: seen.append(kwargs.get("encoder_out") is not None), with_kwargs=True)
+    try:
+        out = sp.measure_alpha(model.decoder, prompts, T, {"all": list(range(LAYERS)), "every-other/2": [0, 2]},
+                               encoded, eos)
+    finally:
+        hook.remove()
+    assert out["full_parallel"]["alpha"] == 1.0 and out["drafts"]["all"]["alpha"] == 1.0
+    assert len(seen) > 3 * 3 and all(seen)  # greedy steps and the three parallel forwards per sentence
+
+
+def test_script_on_a_translation_model(mt, mt_data, tmp_path, capsys):
+    model, cfg, _task = mt
+    ckpt = save(model, cfg, tmp_path / "mt.pt")
+    out_json = tmp_path / "alpha.json"
+    assert run_script([ckpt, mt_data, "--depths", "2", "--prompts", "3", "--new-tokens", "6", "-o", out_json]) == 0
+    result = json.loads(out_json.read_text())
+    assert result["setup"]["prompt_tokens"] == 1 and len(result["continuations"]) == 3
+    assert all(1 <= len(c) <= 6 for c in result["continuations"])
+    assert result["full_parallel"]["alpha"] == 1.0 and "every-other/2" in result["drafts"]
