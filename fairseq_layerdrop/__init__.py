@@ -22,5 +22,5 @@ def register() -> None:
     from fairseq_layerdrop import criterions, models  # noqa: F401
 
 
-if "fairseq" in sys.modules:
+if sys.modules.get("fairseq") is not None:  # imported (a None entry blocks the import)
     register()
