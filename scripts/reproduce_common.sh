@@ -114,6 +114,7 @@ sweep() {
   fi
   wait_trained "$name"
   if ! lock "$dir/.lock"; then log "sweep $name: another worker has it"; return; fi
+  if [[ -f "$dir/.done" ]]; then unlock; return; fi  # swept by the worker that held the lock
   log "sweep $(basename "$dir") ($depths)"
   "$BIN/fairseq-layerdrop-sweep" "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" --depths "$depths" \
     --out-dir "$dir" --label "$label" --threads "$OMP_NUM_THREADS" "$@"
