@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from fairseq_layerdrop import speculative as sp  # noqa: E402
+from fairseq_layerdrop.subnetwork import only_layers  # noqa: E402
 
 
 def load(checkpoint: str, data: str):
@@ -52,7 +53,7 @@ def measure(decoder, drafts: dict, ks: list, context: int, repeats: int, vocab: 
     caches = {}
     for name, keep in {"full": None, **drafts}.items():  # prefill each network's own cache
         caches[name] = {}
-        with sp.only_layers(decoder, keep):
+        with only_layers(decoder, keep):
             sp.extend_cached(decoder, tokens[:, :context], context, caches[name])
     ops = {"fairseq_step": lambda: decoder(tokens[:, :context + 1], incremental_state=caches["full"])}
     for name, keep in {"full": None, **drafts}.items():
@@ -70,7 +71,7 @@ def measure(decoder, drafts: dict, ks: list, context: int, repeats: int, vocab: 
 
 
 def _draft_step(decoder, keep, tokens, context, cache):
-    with sp.only_layers(decoder, keep):
+    with only_layers(decoder, keep):
         sp.extend_cached(decoder, tokens[:, :context + 1], 1, cache)
 
 

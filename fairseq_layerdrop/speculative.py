@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from fairseq_layerdrop.pruning import LEARNED_SUFFIX, check_depth, every_other, learned_keep
-from fairseq_layerdrop.subnetwork import only_layers  # noqa: F401  (part of this module's API)
+from fairseq_layerdrop.subnetwork import only_layers
 
 STRATEGIES = ("every-other", "first", "learned")
 MAX_K = 8  # tokens per verify step is reported for k = 1..MAX_K drafted tokens

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 import fairseq_layerdrop
 from fairseq_layerdrop import speculative as sp
+from fairseq_layerdrop.subnetwork import only_layers
 
 fairseq_layerdrop.register()
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "speculative_alpha.py"
@@ -108,7 +109,7 @@ def test_draft_runs_only_its_layers_and_the_model_is_restored(lm, prompts):
                for i, layer in enumerate(torch.nn.ModuleList.__iter__(decoder.layers))]
     before = decoder.layers
     try:
-        with sp.only_layers(decoder, [0, 2]):
+        with only_layers(decoder, [0, 2]):
             assert decoder.num_layers == 2
             sp.parallel_argmax(decoder, prompts[0], prompts[1])
     finally:
@@ -124,7 +125,7 @@ def test_draft_is_the_network_fairseq_load_time_pruning_builds(lm, base, prompts
     pruned, cfg, _ = build(base, decoder_layers_to_keep="1,3")
     pruned.load_state_dict(model.state_dict(), model_cfg=cfg.model)
     seq = torch.cat(prompts).view(1, -1)
-    with torch.no_grad(), sp.only_layers(model.decoder, [1, 3]):
+    with torch.no_grad(), only_layers(model.decoder, [1, 3]):
         ours = model.decoder(seq)[0]
     with torch.no_grad():
         theirs = pruned.decoder(seq)[0]
@@ -159,7 +160,7 @@ def test_alpha_is_the_mean_of_the_per_position_agreement(measured, lm, prompts):
     draft = measured["drafts"]["every-other/2"]
     assert draft["layers"] == [0, 2]
     assert draft["alpha"] == pytest.approx(sum(draft["per_position"]) / T, abs=1e-4)
-    with sp.only_layers(lm[0].decoder, [0, 2]):
+    with only_layers(lm[0].decoder, [0, 2]):
         agree = [(sp.parallel_argmax(lm[0].decoder, p, torch.tensor(c)) == torch.tensor(c)).float()
                  for p, c in zip(prompts, measured["continuations"])]
     assert draft["alpha"] == pytest.approx(torch.stack(agree).mean().item())
