@@ -5,7 +5,10 @@ fairseq's criteria plus, per stack, the mean number of layers (and, in
 sublayer mode, residual branches) computed per training forward, shown in
 fairseq's logs as ``ld_encoder_layers`` / ``ld_decoder_layers``. Values come
 from Python ints the LayerDrop list records while drawing: no device sync.
+Both also take ``--early-exit-layers`` (``criterions/early_exit.py``).
 """
+from dataclasses import dataclass
+
 from fairseq import metrics
 from fairseq.criterions import register_criterion
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion, CrossEntropyCriterionConfig
@@ -14,6 +17,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterionConfig,
 )
 
+from fairseq_layerdrop.criterions.early_exit import EarlyExitMixin, EarlyExitOptions
 from fairseq_layerdrop.models.common import layerdrop_lists
 
 
@@ -62,13 +66,22 @@ class LayerDropStatsMixin:
             metrics.log_scalar(key, total / forwards, forwards, round=2)
 
 
-@register_criterion("cross_entropy_layerdrop", dataclass=CrossEntropyCriterionConfig)
-class CrossEntropyLayerDropCriterion(LayerDropStatsMixin, CrossEntropyCriterion):
+@dataclass
+class CrossEntropyLayerDropConfig(CrossEntropyCriterionConfig, EarlyExitOptions):
     pass
 
 
-@register_criterion(
-    "label_smoothed_cross_entropy_layerdrop", dataclass=LabelSmoothedCrossEntropyCriterionConfig
-)
-class LabelSmoothedCrossEntropyLayerDropCriterion(LayerDropStatsMixin, LabelSmoothedCrossEntropyCriterion):
+@dataclass
+class LabelSmoothedCrossEntropyLayerDropConfig(LabelSmoothedCrossEntropyCriterionConfig, EarlyExitOptions):
+    pass
+
+
+@register_criterion("cross_entropy_layerdrop", dataclass=CrossEntropyLayerDropConfig)
+class CrossEntropyLayerDropCriterion(EarlyExitMixin, LayerDropStatsMixin, CrossEntropyCriterion):
+    pass
+
+
+@register_criterion("label_smoothed_cross_entropy_layerdrop", dataclass=LabelSmoothedCrossEntropyLayerDropConfig)
+class LabelSmoothedCrossEntropyLayerDropCriterion(EarlyExitMixin, LayerDropStatsMixin,
+                                                  LabelSmoothedCrossEntropyCriterion):
     pass

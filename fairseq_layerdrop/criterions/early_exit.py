@@ -1,0 +1,101 @@
+"""``--early-exit-layers`` / ``--early-exit-weight`` of the decoder criteria (plain maths in ``early_exit.py``).
+
+:class:`EarlyExitMixin` goes first in the bases of ``cross_entropy_layerdrop`` and
+``label_smoothed_cross_entropy_layerdrop``. It reads the decoder's ``inner_states`` of the
+forward the criterion already runs (a forward hook, for that call only), applies the decoder's
+own output head at each exit depth and adds ``weight * mean(exit losses)`` to the training loss.
+Validation losses (early stopping, ``checkpoint_best.pt``) stay the full model's; the exit loss
+is logged in both as ``exit_loss`` (base 2, per token, like ``loss``).
+"""
+import argparse
+import math
+from dataclasses import dataclass, field
+
+from fairseq import metrics
+from fairseq.dataclass import FairseqDataclass
+
+from fairseq_layerdrop.early_exit import check_exit_weight, check_exits, exit_logits, parse_exit_layers
+
+
+@dataclass
+class EarlyExitOptions(FairseqDataclass):
+    early_exit_layers: str = field(
+        default="",
+        metadata={"help": "comma-separated decoder depths E: also train the decoder's output head on "
+                          "the state after its first E layers (the 'first' self-speculative draft); "
+                          "empty: off"},
+    )
+    early_exit_weight: float = field(
+        default=1.0, metadata={"help": "weight of the mean early-exit loss added to the training loss"}
+    )
+
+
+def _argparse_type(check):
+    def convert(value):
+        try:
+            check(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+    return convert
+
+
+def _decoder(model):
+    """The model's decoder, under any data-parallel wrappers (``.module``)."""
+    while not hasattr(model, "decoder") and hasattr(model, "module"):
+        model = model.module
+    return model.decoder
+
+
+class EarlyExitMixin:
+    early_exits = ()  # set by build_criterion from the options; a criterion built by hand has none
+    early_exit_weight = 1.0
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        for action in parser._actions:  # bad values: argparse's one line and exit 2
+            if "--early-exit-layers" in action.option_strings:
+                action.type = _argparse_type(parse_exit_layers)
+            elif "--early-exit-weight" in action.option_strings:
+                action.type = _argparse_type(check_exit_weight)
+
+    @classmethod
+    def build_criterion(cls, cfg, task):
+        criterion = super().build_criterion(cfg, task)
+        criterion.early_exits = parse_exit_layers(getattr(cfg, "early_exit_layers", ""))
+        criterion.early_exit_weight = check_exit_weight(getattr(cfg, "early_exit_weight", 1.0))
+        return criterion
+
+    def forward(self, model, sample, reduce=True):
+        if not self.early_exits:
+            return super().forward(model, sample, reduce=reduce)
+        decoder, seen = _decoder(model), []
+        handle = decoder.register_forward_hook(lambda module, args, output: seen.append(output))
+        try:
+            loss, sample_size, logging_output = super().forward(model, sample, reduce=reduce)
+        finally:
+            handle.remove()
+        exit_loss = self._exit_loss(model, sample, decoder, seen[-1], reduce)
+        logging_output["exit_loss"] = exit_loss.data
+        if model.training:
+            loss = loss + self.early_exit_weight * exit_loss
+        return loss, sample_size, logging_output
+
+    def _exit_loss(self, model, sample, decoder, decoder_out, reduce):
+        """Mean over exits of the criterion's own loss on the exit logits (summed over tokens)."""
+        extra = decoder_out[1]
+        inner = extra["inner_states"]
+        check_exits(self.early_exits, len(inner) - 1)
+        losses = [self.compute_loss(model, (exit_logits(decoder, inner[e]), extra), sample, reduce=reduce)[0]
+                  for e in self.early_exits]
+        return sum(losses) / len(losses)
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        if not any("exit_loss" in log for log in logging_outputs):
+            return
+        total = sum(log.get("exit_loss", 0) for log in logging_outputs)
+        size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        metrics.log_scalar("exit_loss", total / max(size, 1) / math.log(2), size, round=3)
