@@ -4,7 +4,8 @@
 # to its validation plateau (early stopping: PATIENCE epochs without a better validation loss,
 # at most MAX_UPDATE updates), two seeds for the cells that decide the paper's claim (p = 0.2 / 0.5
 # pruned to 4 and 2 layers vs scratch at 4 and 2); prunes every 8-layer model to every depth
-# ("every other" rule, no fine-tuning) and measures test perplexity with fairseq-eval-lm.
+# ("every other" rule, no fine-tuning) and measures test perplexity with fairseq-eval-lm. Last, for
+# the self-speculative drafts of docs/speculative.md: p = 0.5 with an early-exit loss.
 #   JOBS=2 bash scripts/reproduce_lm.sh     # see docs/results/README.md for the measured wall time
 # Results in $OUT/results (table.md, training.md, depth_sweep.png, valid_curves.png).
 # Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, MAX_UPDATE, PATIENCE, JOBS.
@@ -29,6 +30,9 @@ jobs_list() {
     model "lm2_scratch_s$seed" "2L scratch (seed $seed)" 2 --decoder-layers 2 --decoder-layerdrop 0.0 --seed "$seed"
     [[ $seed == 1 ]] && model lm8_p0_s1 "8L p=0 (seed 1)" all --decoder-layers 8 --decoder-layerdrop 0.0 --seed 1
   done
+  # issue 13 (docs/speculative.md): p = 0.5 plus an early-exit loss that trains the first-E drafts
+  model lm8_p05_ee_s1 "8L p=0.5 + early exit 2,3,4 (seed 1)" all --decoder-layers 8 --decoder-layerdrop 0.5 \
+    --seed 1 --early-exit-layers 2,3,4
   sweep_rest
 }
 run_all "kernel-doc LM: test perplexity vs depth (best validation checkpoints)"
