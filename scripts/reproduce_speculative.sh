@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Self-speculative drafts at the scale issue 13 names (docs/speculative.md): 12-layer d = 256
+# decoders on kernel-doc prose with LayerDrop p = 0 (the control), 0.2 and 0.5, and p = 0.5 with an
+# early-exit loss at 3, 4 and 6 layers, each to its validation plateau (early stopping, as in
+# reproduce_lm.sh); the depth sweep of each (test perplexity, every other layer), then the
+# acceptance rate alpha of every-other and first-E drafts along full-depth greedy continuations
+# (scripts/speculative_alpha.py). NOT RUN YET: budget in docs/results/README.md.
+# The draft and verify costs c and v(k) are a benchmark, for a quiet machine afterwards:
+#   .venv/bin/python benchmarks/bench_speculative.py $OUT/ckpt/NAME/checkpoint_best.pt $OUT/data-bin ...
+#   JOBS=2 bash scripts/reproduce_speculative.sh
+# Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, MAX_UPDATE, PATIENCE, JOBS.
+source "$(dirname "$0")/reproduce_common.sh"
+DATA_SRC=${DATA_SRC:-data/embedded/lm_kernel}
+OUT=${OUT:-work/reproduce_speculative}
+RESULTS=${RESULTS-docs/results/speculative}  # runs whose final curve and sweep are committed here are not redone
+DATA_BIN="$OUT/data-bin"
+[[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
+source scripts/recipes.sh
+# the LM recipe at d = 256, 12 layers; pre-norm (as the paper's LM) and a gentler learning rate for
+# the deeper, wider stack
+TRAIN=("${LM_RECIPE[@]}" --decoder-layers 12 --decoder-embed-dim 256 --decoder-ffn-embed-dim 1024
+  --decoder-normalize-before --lr 1e-3 --warmup-updates 400 --patience "${PATIENCE:-3}"
+  --max-update "${MAX_UPDATE:-10000}")
+PLOT_YMAX=${PLOT_YMAX-400}
+EVAL=(--task lm --stack decoder --tokens-per-sample "$LM_TOKENS_PER_SAMPLE")
+MODELS=(lm12_p0 lm12_p02 lm12_p05 lm12_p05_ee)
+
+jobs_list() {
+  model lm12_p0 "12L d=256 p=0" all --decoder-layerdrop 0.0
+  model lm12_p02 "12L d=256 p=0.2" all --decoder-layerdrop 0.2
+  model lm12_p05 "12L d=256 p=0.5" all --decoder-layerdrop 0.5
+  model lm12_p05_ee "12L d=256 p=0.5 + early exit 3,4,6" all --decoder-layerdrop 0.5 --early-exit-layers 3,4,6
+  sweep_rest
+}
+
+# alpha_report TITLE: the depth-sweep report, then alpha of each model (skipped when already written)
+alpha_report() {
+  local name out
+  report "$1"
+  for name in "${MODELS[@]}"; do
+    out="$OUT/results/alpha_$name.json"
+    [[ -f "$out" ]] && continue
+    "$BIN/python" scripts/speculative_alpha.py "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" \
+      --depths 1,2,3,4,6,8,10 --strategies every-other,first --prompts 100 --prompt-tokens 32 \
+      --new-tokens 32 -o "$out.tmp" && mv "$out.tmp" "$out"
+  done
+}
+run_all "kernel-doc LM, 12 layers d=256: test perplexity vs depth" alpha_report
