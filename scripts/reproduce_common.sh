@@ -25,6 +25,17 @@ committed() {
     && grep -q '"finished": true' "$RESULTS/curves/$1.json"
 }
 
+# paths TASK DATA: where a reproduction reads and writes; the environment wins. DATA_SRC: the raw
+# corpus (default DATA); OUT: run state (work/reproduce_TASK); RESULTS: committed results
+# (docs/results/TASK; runs whose final curve and sweep are there are not redone; empty: redo them);
+# DATA_BIN: $OUT/data-bin.
+paths() {
+  DATA_SRC=${DATA_SRC:-$2}
+  OUT=${OUT:-work/reproduce_$1}
+  RESULTS=${RESULTS-docs/results/$1}
+  DATA_BIN="$OUT/data-bin"
+}
+
 log() { echo "[$(date +%H:%M:%S)${WORKER:+ w$WORKER}] $*" >&2; }
 
 # lock FILE: take an exclusive lock on fd 8 without waiting; fails if another worker holds it

@@ -10,10 +10,7 @@
 # Results in $OUT/results (table.md, training.md, depth_sweep.png, valid_curves.png).
 # Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, MAX_UPDATE, PATIENCE, JOBS.
 source "$(dirname "$0")/reproduce_common.sh"
-DATA_SRC=${DATA_SRC:-data/embedded/lm_kernel}
-OUT=${OUT:-work/reproduce_lm}
-RESULTS=${RESULTS-docs/results/lm}  # runs whose final curve and sweep are committed here are not redone
-DATA_BIN="$OUT/data-bin"
+paths lm data/embedded/lm_kernel
 [[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
 source scripts/recipes.sh
 TRAIN=("${LM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-10000}")

@@ -9,10 +9,7 @@
 # Results in $OUT/results (table.md, training.md, depth_sweep.png, valid_curves.png).
 # Environment: DATA_SRC (dir with train/valid/test.en/.de), OUT, MAX_UPDATE, PATIENCE, JOBS.
 source "$(dirname "$0")/reproduce_common.sh"
-DATA_SRC=${DATA_SRC:-data/embedded/mt_en_de}
-OUT=${OUT:-work/reproduce_mt}
-RESULTS=${RESULTS-docs/results/mt}  # runs whose final curve and sweep are committed here are not redone
-DATA_BIN="$OUT/data-bin"
+paths mt data/embedded/mt_en_de
 source scripts/recipes.sh
 [[ -f "$DATA_BIN/dict.en.txt" ]] || SPM_VOCAB=$MT_SPM_VOCAB bash scripts/prepare_data.sh mt "$DATA_SRC" "$DATA_BIN"
 TRAIN=("${MT_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-12000}")  # a guard: mt66_p0 still gained 0.02 per epoch at 4000

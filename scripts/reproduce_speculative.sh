@@ -10,10 +10,7 @@
 #   JOBS=2 bash scripts/reproduce_speculative.sh
 # Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, MAX_UPDATE, PATIENCE, JOBS.
 source "$(dirname "$0")/reproduce_common.sh"
-DATA_SRC=${DATA_SRC:-data/embedded/lm_kernel}
-OUT=${OUT:-work/reproduce_speculative}
-RESULTS=${RESULTS-docs/results/speculative}  # runs whose final curve and sweep are committed here are not redone
-DATA_BIN="$OUT/data-bin"
+paths speculative data/embedded/lm_kernel
 [[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
 source scripts/recipes.sh
 # the LM recipe at d = 256, 12 layers; pre-norm (as the paper's LM) and a gentler learning rate for

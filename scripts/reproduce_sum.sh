@@ -11,10 +11,7 @@
 #   JOBS=2 bash scripts/reproduce_sum.sh    # see docs/results/README.md for the measured wall time
 # Environment: DATA_SRC, OUT, MAX_UPDATE, PATIENCE, JOBS.
 source "$(dirname "$0")/reproduce_common.sh"
-DATA_SRC=${DATA_SRC:-work/corpora/sum_debian}
-OUT=${OUT:-work/reproduce_sum}
-RESULTS=${RESULTS-docs/results/sum}  # runs whose final curve and sweep are committed here are not redone
-DATA_BIN="$OUT/data-bin"
+paths sum work/corpora/sum_debian
 source scripts/recipes.sh
 if [[ ! -f "$DATA_SRC/train.doc" && ! -f "$DATA_SRC/train.doc.gz" ]]; then
   [[ "$DATA_SRC" == work/corpora/sum_debian ]] || { log "no corpus in $DATA_SRC"; exit 2; }
