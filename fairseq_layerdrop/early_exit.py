@@ -35,7 +35,7 @@ def parse_exit_layers(text) -> Tuple[int, ...]:
     for item in str(text).split(","):
         item = item.strip()
         if not (item.isascii() and item.isdigit()) or len(item) > 6 or int(item) < 1:
-            raise ValueError(f"early_exit_layers must be depths >= 1 separated by commas, got {text!r}")
+            raise ValueError(f"layerdrop_early_exit_layers must be depths >= 1 separated by commas, got {text!r}")
         exits.append(int(item))
     return tuple(sorted(set(exits)))
 
@@ -44,7 +44,7 @@ def check_exit_weight(weight) -> float:
     """The early-exit loss weight as a float if finite and > 0, else ``ValueError``."""
     w = float(weight)
     if not (w > 0.0 and math.isfinite(w)):
-        raise ValueError(f"early_exit_weight must be a finite number > 0, got {weight}")
+        raise ValueError(f"layerdrop_early_exit_weight must be a finite number > 0, got {weight}")
     return w
 
 
@@ -52,7 +52,7 @@ def check_exits(exits: Sequence[int], num_layers: int) -> None:
     """An exit must leave at least one layer after it: depths ``1..num_layers-1``."""
     bad = [e for e in exits if not 1 <= e < num_layers]
     if bad:
-        raise ValueError(f"early_exit_layers {','.join(map(str, bad))}: the decoder has {num_layers} "
+        raise ValueError(f"layerdrop_early_exit_layers {','.join(map(str, bad))}: the decoder has {num_layers} "
                          f"layers, so an exit depth must be 1..{num_layers - 1}")
 
 

@@ -29,7 +29,7 @@ jobs_list() {
   done
   # issue 13 (docs/speculative.md): p = 0.5 plus an early-exit loss that trains the first-E drafts
   model lm8_p05_ee_s1 "8L p=0.5 + early exit 2,3,4 (seed 1)" all --decoder-layers 8 --decoder-layerdrop 0.5 \
-    --seed 1 --early-exit-layers 2,3,4
+    --seed 1 --layerdrop-early-exit-layers 2,3,4
   sweep_rest
 }
 run_all "kernel-doc LM: test perplexity vs depth (best validation checkpoints)"

@@ -26,7 +26,7 @@ jobs_list() {
   model lm12_p0 "12L d=256 p=0" all --decoder-layerdrop 0.0
   model lm12_p02 "12L d=256 p=0.2" all --decoder-layerdrop 0.2
   model lm12_p05 "12L d=256 p=0.5" all --decoder-layerdrop 0.5
-  model lm12_p05_ee "12L d=256 p=0.5 + early exit 3,4,6" all --decoder-layerdrop 0.5 --early-exit-layers 3,4,6
+  model lm12_p05_ee "12L d=256 p=0.5 + early exit 3,4,6" all --decoder-layerdrop 0.5 --layerdrop-early-exit-layers 3,4,6
   sweep_rest
 }
 

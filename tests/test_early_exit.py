@@ -1,5 +1,6 @@
-"""The early-exit loss (``--early-exit-layers``): exit logits, loss value, gradients, options, a real run."""
+"""The early-exit loss (``--layerdrop-early-exit-layers``): exit logits, loss value, gradients, options, a real run."""
 import copy
+import json
 import re
 
 import fairseq  # noqa: F401  (first: the plugin registers with it)
@@ -10,7 +11,9 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from omegaconf import open_dict
 
 import fairseq_layerdrop
+from fairseq_layerdrop.checkpoint_io import load_checkpoint
 from fairseq_layerdrop.early_exit import check_exit_weight, exit_logits, parse_exit_layers
+from fairseq_layerdrop.pruning import prune_state
 from fairseq_layerdrop.subnetwork import only_layers
 from tests.test_models_e2e import LM_ARGS, train
 
@@ -70,18 +73,19 @@ def test_parse_exit_layers(text, expected):
 
 @pytest.mark.parametrize("text", ["0", "a", "1.5", "-1", "²", "1,,2", "9" * 5000])
 def test_parse_exit_layers_refuses(text):
-    with pytest.raises(ValueError, match="early_exit_layers must be depths >= 1"):
+    with pytest.raises(ValueError, match="layerdrop_early_exit_layers must be depths >= 1"):
         parse_exit_layers(text)
 
 
 @pytest.mark.parametrize("weight", [0, -1, float("nan"), float("inf")])
 def test_exit_weight_must_be_positive_and_finite(weight):
-    with pytest.raises(ValueError, match="early_exit_weight must be"):
+    with pytest.raises(ValueError, match="layerdrop_early_exit_weight must be"):
         check_exit_weight(weight)
 
 
-@pytest.mark.parametrize("option,value,message", [("--early-exit-layers", "0", "early_exit_layers must be"),
-                                                  ("--early-exit-weight", "-2", "early_exit_weight must be")])
+@pytest.mark.parametrize("option,value,message", [
+    ("--layerdrop-early-exit-layers", "0", "layerdrop_early_exit_layers must be"),
+    ("--layerdrop-early-exit-weight", "-2", "layerdrop_early_exit_weight must be")])
 def test_bad_option_is_one_argparse_line_and_exit_2(lm_data, capsys, option, value, message):
     with pytest.raises(SystemExit) as stop:
         parse(lm_data, LM, [option, value])
@@ -109,7 +113,8 @@ def test_exit_logits_are_the_first_layers_subnetwork(lm_data, pre_norm):
 def test_training_loss_adds_the_weighted_mean_exit_loss(lm_data, mt_data, family):
     data, task_args = (lm_data, LM) if family == "lm" else (mt_data, MT)
     plain_cfg = parse(data, task_args)
-    exit_cfg = parse(data, task_args, ["--early-exit-layers", "1,3", "--early-exit-weight", "0.5"])
+    exit_cfg = parse(data, task_args, ["--layerdrop-early-exit-layers", "1,3",
+                                       "--layerdrop-early-exit-weight", "0.5"])
     model, task = setup(plain_cfg)
     sample = sample_for(task, family == "mt")
     plain, with_exits = task.build_criterion(plain_cfg.criterion), task.build_criterion(exit_cfg.criterion)
@@ -130,7 +135,7 @@ def test_training_loss_adds_the_weighted_mean_exit_loss(lm_data, mt_data, family
 
 
 def test_exit_loss_trains_only_the_layers_below_the_exit(lm_data):
-    cfg = parse(lm_data, LM, ["--early-exit-layers", "2"])
+    cfg = parse(lm_data, LM, ["--layerdrop-early-exit-layers", "2"])
     model, task = setup(cfg)
     sample = sample_for(task, False)
     grads = {}
@@ -145,16 +150,21 @@ def test_exit_loss_trains_only_the_layers_below_the_exit(lm_data):
 
 
 def test_exit_at_or_beyond_the_depth_is_refused(lm_data):
-    cfg = parse(lm_data, LM, ["--early-exit-layers", str(LAYERS)])
+    cfg = parse(lm_data, LM, ["--layerdrop-early-exit-layers", str(LAYERS)])
     model, task = setup(cfg)
-    with pytest.raises(ValueError, match=rf"early_exit_layers {LAYERS}: the decoder has {LAYERS} layers"):
+    with pytest.raises(ValueError, match=rf"layerdrop_early_exit_layers {LAYERS}: the decoder has {LAYERS} layers"):
         task.build_criterion(cfg.criterion)(model, sample_for(task, False))
 
 
-def test_fairseq_train_logs_the_exit_loss(lm_data, tmp_path):
+def test_fairseq_train_logs_the_exit_loss_and_pruning_drops_the_option(lm_data, tmp_path):
     log = train(lm_data, tmp_path, "transformer_lm_layerdrop_tiny", LM_ARGS,
-                ["--decoder-layerdrop", "0.5", "--early-exit-layers", "2"])
+                ["--decoder-layerdrop", "0.5", "--layerdrop-early-exit-layers", "2"])
     train_values = [float(v) for v in re.findall(r"train_inner .*exit_loss=([\d.]+)", log)]
     valid_values = re.findall(r"valid on 'valid' subset .*exit_loss ([\d.]+)", log)
     assert len(train_values) == 6 and all(v > 0 for v in train_values)
     assert valid_values
+    state = load_checkpoint(tmp_path / "checkpoint_last.pt")
+    assert state["cfg"]["criterion"]["layerdrop_early_exit_layers"] == "2"
+    stock = prune_state(state, {"decoder": [0, 2, 4, 6]}, to_stock=True)
+    assert stock["cfg"]["criterion"]["_name"] == "cross_entropy"
+    assert "early_exit" not in json.dumps(stock["cfg"], default=str)

@@ -1,11 +1,12 @@
-"""``--early-exit-layers`` / ``--early-exit-weight`` of the decoder criteria (plain maths in ``early_exit.py``).
+"""``--layerdrop-early-exit-layers`` / ``-weight`` of the decoder criteria (maths: ``early_exit.py``).
 
 :class:`EarlyExitMixin` goes first in the bases of ``cross_entropy_layerdrop`` and
 ``label_smoothed_cross_entropy_layerdrop``. It reads the decoder's ``inner_states`` of the
 forward the criterion already runs (a forward hook, for that call only), applies the decoder's
 own output head at each exit depth and adds ``weight * mean(exit losses)`` to the training loss.
 Validation losses (early stopping, ``checkpoint_best.pt``) stay the full model's; the exit loss
-is logged in both as ``exit_loss`` (base 2, per token, like ``loss``).
+is logged in both as ``exit_loss`` (base 2, per token, like ``loss``). The options carry the
+plugin's ``layerdrop_`` prefix, so the prune tool drops them from files written for stock fairseq.
 """
 import argparse
 import math
@@ -19,13 +20,13 @@ from fairseq_layerdrop.early_exit import check_exit_weight, check_exits, exit_lo
 
 @dataclass
 class EarlyExitOptions(FairseqDataclass):
-    early_exit_layers: str = field(
+    layerdrop_early_exit_layers: str = field(
         default="",
         metadata={"help": "comma-separated decoder depths E: also train the decoder's output head on "
                           "the state after its first E layers (the 'first' self-speculative draft); "
                           "empty: off"},
     )
-    early_exit_weight: float = field(
+    layerdrop_early_exit_weight: float = field(
         default=1.0, metadata={"help": "weight of the mean early-exit loss added to the training loss"}
     )
 
@@ -55,16 +56,16 @@ class EarlyExitMixin:
     def add_args(cls, parser):
         super().add_args(parser)
         for action in parser._actions:  # bad values: argparse's one line and exit 2
-            if "--early-exit-layers" in action.option_strings:
+            if "--layerdrop-early-exit-layers" in action.option_strings:
                 action.type = _argparse_type(parse_exit_layers)
-            elif "--early-exit-weight" in action.option_strings:
+            elif "--layerdrop-early-exit-weight" in action.option_strings:
                 action.type = _argparse_type(check_exit_weight)
 
     @classmethod
     def build_criterion(cls, cfg, task):
         criterion = super().build_criterion(cfg, task)
-        criterion.early_exits = parse_exit_layers(getattr(cfg, "early_exit_layers", ""))
-        criterion.early_exit_weight = check_exit_weight(getattr(cfg, "early_exit_weight", 1.0))
+        criterion.early_exits = parse_exit_layers(getattr(cfg, "layerdrop_early_exit_layers", ""))
+        criterion.early_exit_weight = check_exit_weight(getattr(cfg, "layerdrop_early_exit_weight", 1.0))
         return criterion
 
     def forward(self, model, sample, reduce=True):

@@ -5,7 +5,7 @@ fairseq's criteria plus, per stack, the mean number of layers (and, in
 sublayer mode, residual branches) computed per training forward, shown in
 fairseq's logs as ``ld_encoder_layers`` / ``ld_decoder_layers``. Values come
 from Python ints the LayerDrop list records while drawing: no device sync.
-Both also take ``--early-exit-layers`` (``criterions/early_exit.py``).
+Both also take ``--layerdrop-early-exit-layers`` (``criterions/early_exit.py``).
 """
 from dataclasses import dataclass
 
