@@ -49,6 +49,8 @@ def _decoder(model):
 
 
 class EarlyExitMixin:
+    """Adds ``weight * mean(exit losses)`` to a decoder criterion's training loss (first in the bases)."""
+
     early_exits = ()  # set by build_criterion from the options; a criterion built by hand has none
     early_exit_weight = 1.0
 
