@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Self-speculative drafts at the scale issue 13 names (docs/speculative.md): 12-layer d = 256
 # decoders on kernel-doc prose with LayerDrop p = 0 (the control), 0.2 and 0.5, and p = 0.5 with an
-# early-exit loss at 3, 4 and 6 layers, each to its validation plateau (early stopping, as in
+# early-exit loss at 3, 4 and 6 layers, and p = 0.5 with learned per-layer rates (the "learned"
+# draft keeps the layers with the lowest rates), each to its validation plateau (early stopping, as in
 # reproduce_lm.sh); the depth sweep of each (test perplexity, every other layer), then the
 # acceptance rate alpha of every-other and first-E drafts along full-depth greedy continuations
 # (scripts/speculative_alpha.py). NOT RUN YET: budget in docs/results/README.md.
@@ -20,25 +21,28 @@ TRAIN=("${LM_RECIPE[@]}" --decoder-layers 12 --decoder-embed-dim 256 --decoder-f
   --max-update "${MAX_UPDATE:-10000}")
 PLOT_YMAX=${PLOT_YMAX-400}
 EVAL=(--task lm --stack decoder --tokens-per-sample "$LM_TOKENS_PER_SAMPLE")
-MODELS=(lm12_p0 lm12_p02 lm12_p05 lm12_p05_ee)
+MODELS=(lm12_p0 lm12_p02 lm12_p05 lm12_p05_ee lm12_p05_learned)
 
 jobs_list() {
   model lm12_p0 "12L d=256 p=0" all --decoder-layerdrop 0.0
   model lm12_p02 "12L d=256 p=0.2" all --decoder-layerdrop 0.2
   model lm12_p05 "12L d=256 p=0.5" all --decoder-layerdrop 0.5
   model lm12_p05_ee "12L d=256 p=0.5 + early exit 3,4,6" all --decoder-layerdrop 0.5 --layerdrop-early-exit-layers 3,4,6
+  model lm12_p05_learned "12L d=256 p=0.5, learned rates" all --decoder-layerdrop 0.5 --layerdrop-learned-rates
   sweep_rest
 }
 
 # alpha_report TITLE: the depth-sweep report, then alpha of each model (skipped when already written)
 alpha_report() {
-  local name out
+  local name out strategies
   report "$1"
   for name in "${MODELS[@]}"; do
     out="$OUT/results/alpha_$name.json"
     [[ -f "$out" ]] && continue
+    strategies=every-other,first
+    [[ $name == *_learned ]] && strategies+=,learned
     "$BIN/python" scripts/speculative_alpha.py "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" \
-      --depths 1,2,3,4,6,8,10 --strategies every-other,first --prompts 100 --prompt-tokens 32 \
+      --depths 1,2,3,4,6,8,10 --strategies "$strategies" --prompts 100 --prompt-tokens 32 \
       --new-tokens 32 -o "$out.tmp" && mv "$out.tmp" "$out"
   done
 }
