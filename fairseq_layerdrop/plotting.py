@@ -65,7 +65,8 @@ def sweep_figure(rows, title=None, speed=True, ymax=None):
 
     ``title`` is the figure's title, wrapped to fit its width. ``speed=False`` leaves out the
     speed panel (speeds measured beside other work do not compare). ``ymax`` caps the quality
-    axis (linear then): a point above it is drawn on the cap as a triangle, its value written.
+    axis (linear then): a point above it is drawn on the cap as a triangle, its value written in
+    the line's colour (several at one depth: one under the other).
     """
     plt = import_pyplot()
     key, ylabel = main_metric(rows)
@@ -74,6 +75,7 @@ def sweep_figure(rows, title=None, speed=True, ymax=None):
         by_label[row["label"]].append(row)
     fig, axes = plt.subplots(1, 2 if speed else 1, figsize=(10, 4) if speed else (6, 4), squeeze=False)
     ax_q, ax_s = axes[0][0], axes[0][-1] if speed else None
+    stacked = defaultdict(int)  # capped values written so far at each depth: the next goes below
     for label, group in by_label.items():
         group = sorted(group, key=lambda r: int(r["depth"]))
         depths = [int(r["depth"]) for r in group]
@@ -82,7 +84,9 @@ def sweep_figure(rows, title=None, speed=True, ymax=None):
         line, = ax_q.plot(depths, values, marker="D" if one else "o", markersize=8 if one else 6, label=label)
         for i, value in capped:
             ax_q.plot(depths[i], ymax, marker="^", markersize=9, color=line.get_color())
-            ax_q.annotate(f"{value:.3g}", (depths[i], ymax), textcoords="offset points", xytext=(6, -12), fontsize=7)
+            ax_q.annotate(f"{value:.3g}", (depths[i], ymax), textcoords="offset points",
+                          xytext=(6, -12 - 10 * stacked[depths[i]]), fontsize=7, color=line.get_color())
+            stacked[depths[i]] += 1
         speeds = [r.get("tokens_per_s") for r in group]
         if speed and all(s is not None for s in speeds):
             ax_s.plot(depths, [float(s) for s in speeds], marker="s", label=label)

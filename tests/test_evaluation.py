@@ -124,6 +124,11 @@ def test_plot_quality_only_with_a_capped_axis():
     ys = [y for line in ax.get_lines() for y in line.get_ydata()]
     assert max(ys) == 400 and 189.4 in ys
     assert sorted(t.get_text() for t in ax.texts) == ["3.96e+06", "762"]
+    rows += [{"label": "p=0", "depth": d, "ppl": p, "tokens_per_s": 1.0} for d, p in ((1, 960649.0), (2, 15325.0))]
+    ax = sweep_figure(rows, speed=False, ymax=400).axes[0]
+    ax.figure.canvas.draw()
+    at_one = [t.get_window_extent() for t in ax.texts if t.get_text() in ("3.96e+06", "9.61e+05")]
+    assert len(at_one) == 2 and not at_one[0].overlaps(at_one[1])  # two capped values at depth 1: both legible
     assert len(sweep_figure(rows).axes) == 2  # default: both panels, log axis, nothing capped
     assert sweep_figure(rows).axes[0].get_yscale() == "log" and not sweep_figure(rows).axes[0].texts
 
