@@ -11,6 +11,7 @@ from typing import Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
+from fairseq_layerdrop.early_exit import check_exit_weight, parse_exit_layers
 from fairseq_layerdrop.settings import GRANULARITIES, SCHEDULES, LayerDropSettings, check_count, check_rate
 
 RATE_OPTIONS = ("--encoder-layerdrop", "--decoder-layerdrop")
@@ -50,6 +51,21 @@ class LayerDropOptions(FairseqDataclass):
     )
 
 
+@dataclass
+class EarlyExitOptions(FairseqDataclass):
+    """Options of the decoder criteria (``criterions/early_exit.py``), not of the models."""
+
+    layerdrop_early_exit_layers: str = field(
+        default="",
+        metadata={"help": "comma-separated decoder depths E: also train the decoder's output head on "
+                          "the state after its first E layers (the 'first' self-speculative draft); "
+                          "empty: off"},
+    )
+    layerdrop_early_exit_weight: float = field(
+        default=1.0, metadata={"help": "weight of the mean early-exit loss added to the training loss"}
+    )
+
+
 def rate_type(value: str) -> float:
     """argparse ``type`` for drop rates: a float in [0, 1]."""
     try:
@@ -69,17 +85,43 @@ def nonnegative_int(value: str) -> int:
         raise argparse.ArgumentTypeError(str(err).removeprefix("count ")) from None
 
 
+def checked_text(check):
+    """argparse ``type`` that runs ``check`` (raising ``ValueError``) and keeps the text as given."""
+    def convert(value: str) -> str:
+        try:
+            check(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+    return convert
+
+
+def exit_weight_type(value: str) -> float:
+    try:
+        return check_exit_weight(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# our options that need more than fairseq's plain ``type`` (the rates are fairseq's: RATE_OPTIONS)
+OPTION_TYPES = {"--layerdrop-warmup-updates": nonnegative_int,
+                "--layerdrop-early-exit-layers": checked_text(parse_exit_layers),
+                "--layerdrop-early-exit-weight": exit_weight_type}
+
+
 def tighten_parser(parser) -> None:
     """Give fairseq's rate options (float, unchecked) a [0, 1] check and ours clean types.
 
     A bad value then stops ``fairseq-train`` with argparse's one-line error and
-    exit status 2 instead of a traceback deep inside model construction.
+    exit status 2 instead of a traceback deep inside model construction. Used by the
+    architectures and by the criteria that take ``--layerdrop-early-exit-*``.
     """
     for action in parser._actions:
         if any(opt in RATE_OPTIONS for opt in action.option_strings):
             action.type = rate_type
-        elif "--layerdrop-warmup-updates" in action.option_strings:
-            action.type = nonnegative_int
+        for opt in action.option_strings:
+            if opt in OPTION_TYPES:
+                action.type = OPTION_TYPES[opt]
 
 
 def _get(cfg, name, default=None):

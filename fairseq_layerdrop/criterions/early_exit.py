@@ -8,37 +8,12 @@ Validation losses (early stopping, ``checkpoint_best.pt``) stay the full model's
 is logged in both as ``exit_loss`` (base 2, per token, like ``loss``). The options carry the
 plugin's ``layerdrop_`` prefix, so the prune tool drops them from files written for stock fairseq.
 """
-import argparse
 import math
-from dataclasses import dataclass, field
 
 from fairseq import metrics
-from fairseq.dataclass import FairseqDataclass
 
 from fairseq_layerdrop.early_exit import check_exit_weight, check_exits, exit_logits, parse_exit_layers
-
-
-@dataclass
-class EarlyExitOptions(FairseqDataclass):
-    layerdrop_early_exit_layers: str = field(
-        default="",
-        metadata={"help": "comma-separated decoder depths E: also train the decoder's output head on "
-                          "the state after its first E layers (the 'first' self-speculative draft); "
-                          "empty: off"},
-    )
-    layerdrop_early_exit_weight: float = field(
-        default=1.0, metadata={"help": "weight of the mean early-exit loss added to the training loss"}
-    )
-
-
-def _argparse_type(check):
-    def convert(value):
-        try:
-            check(value)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-        return value
-    return convert
+from fairseq_layerdrop.options import tighten_parser
 
 
 def _decoder(model):
@@ -57,11 +32,7 @@ class EarlyExitMixin:
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
-        for action in parser._actions:  # bad values: argparse's one line and exit 2
-            if "--layerdrop-early-exit-layers" in action.option_strings:
-                action.type = _argparse_type(parse_exit_layers)
-            elif "--layerdrop-early-exit-weight" in action.option_strings:
-                action.type = _argparse_type(check_exit_weight)
+        tighten_parser(parser)  # bad values: argparse's one line and exit 2
 
     @classmethod
     def build_criterion(cls, cfg, task):

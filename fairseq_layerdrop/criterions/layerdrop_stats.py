@@ -17,8 +17,9 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterionConfig,
 )
 
-from fairseq_layerdrop.criterions.early_exit import EarlyExitMixin, EarlyExitOptions
+from fairseq_layerdrop.criterions.early_exit import EarlyExitMixin
 from fairseq_layerdrop.models.common import layerdrop_lists
+from fairseq_layerdrop.options import EarlyExitOptions
 
 
 class LayerDropStatsMixin:
