@@ -43,6 +43,19 @@ lock() { exec 8>"$1"; flock -n 8; }
 unlock() { flock -u 8; exec 8>&-; }
 # wait_lock FILE: block until no worker holds FILE's lock (fd 7)
 wait_lock() { exec 7>"$1"; flock 7; exec 7>&-; }
+# busy FILE: another worker holds FILE's lock (fd 6; nothing is held afterwards)
+busy() { exec 6>"$1"; if flock -n 6; then flock -u 6; exec 6>&-; return 1; fi; exec 6>&-; }
+
+# once STEP CMD...: run CMD (data preparation) once per $OUT. Workers that start together take
+# turns (a lock), so the data is built once; $OUT/.STEP.done marks a step that finished, so a step
+# a stop cut short is done again rather than trusted half-written.
+once() {
+  local step=$1; shift
+  mkdir -p "$OUT"
+  exec 6>"$OUT/.prepare.lock"; flock 6
+  [[ -f "$OUT/.$step.done" ]] || { "$@"; touch "$OUT/.$step.done"; }
+  flock -u 6; exec 6>&-
+}
 
 # option_value NAME ARGS...: the value of the last option NAME in ARGS (empty if absent)
 option_value() {
@@ -106,12 +119,24 @@ train() {
   log "train $name: $((SECONDS - start)) s, $(grep -o 'valid on .valid. subset | loss [0-9.]*' "$dir/train.log" | tail -1)"
 }
 
-# wait_trained NAME: block until no worker trains NAME; fail if it did not finish
+# wait_trained NAME: block until no worker trains NAME; fail if it did not finish (for work that
+# several workers share once NAME is trained, e.g. fine-tunings)
 wait_trained() {
   local dir="$OUT/ckpt/$1"
   if committed "$1"; then return; fi
   wait_lock "$dir/.lock"
   [[ -f "$dir/.done" ]] || { log "training $1 did not finish"; return 1; }
+}
+
+# trained NAME: NAME's training has finished. False while another worker trains it: that worker
+# goes on through the same list, so it runs what depends on NAME next, and this one does not wait
+# (its slot is free for other work). Stops the script if the training failed.
+trained() {
+  local dir="$OUT/ckpt/$1"
+  if committed "$1" || [[ -f "$dir/.done" ]]; then return 0; fi
+  if busy "$dir/.lock"; then return 1; fi
+  if [[ -f "$dir/.done" ]]; then return 0; fi  # finished in between
+  log "training $1 did not finish"; exit 1
 }
 
 # sweep NAME[:TAG] LABEL DEPTHS ARGS...: fairseq-layerdrop-sweep of $OUT/ckpt/NAME/checkpoint_best.pt
@@ -123,7 +148,7 @@ sweep() {
   if [[ "$spec" == "$name" ]] && committed "$name"; then
     cp "$RESULTS/$name.json" "$dir/sweep.json"; touch "$dir/.done"; log "sweep $name: committed"; return
   fi
-  wait_trained "$name"
+  if ! trained "$name"; then log "sweep ${spec//:/ }: $name is training in another worker, which sweeps it next"; return; fi
   if ! lock "$dir/.lock"; then log "sweep $name: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi  # swept by the worker that held the lock
   log "sweep $(basename "$dir") ($depths)"
@@ -134,8 +159,7 @@ sweep() {
 }
 
 # model NAME LABEL DEPTHS ARGS...: train NAME with "${TRAIN[@]}" ARGS, then sweep it with "${EVAL[@]}"
-# right away, so each result lands as soon as its model is trained. A model that another worker is
-# still training is swept later by `sweep_rest`.
+# right away, so each result lands as soon as its model is trained (by the worker that trained it).
 SWEEPS=()
 model() {
   local name=$1 label=$2 depths=$3; shift 3
@@ -146,7 +170,7 @@ model() {
   fi
 }
 
-# sweep_rest: the sweeps `model` left, each once its training (by any worker) has finished
+# sweep_rest: the sweeps `model` left undone (a worker stopped between a training and its sweep)
 sweep_rest() {
   local i
   for ((i = 0; i < ${#SWEEPS[@]}; i += 3)); do sweep "${SWEEPS[@]:i:3}" "${EVAL[@]}"; done

@@ -11,7 +11,7 @@
 # Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, MAX_UPDATE, PATIENCE, JOBS.
 source "$(dirname "$0")/reproduce_common.sh"
 paths lm data/embedded/lm_kernel
-[[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
+once data bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
 source scripts/recipes.sh
 TRAIN=("${LM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-10000}")
 PLOT_YMAX=${PLOT_YMAX-400}  # the quality axis of depth_sweep.png: a model that breaks stays readable

@@ -11,7 +11,7 @@
 source "$(dirname "$0")/reproduce_common.sh"
 paths mt data/embedded/mt_en_de
 source scripts/recipes.sh
-[[ -f "$DATA_BIN/dict.en.txt" ]] || SPM_VOCAB=$MT_SPM_VOCAB bash scripts/prepare_data.sh mt "$DATA_SRC" "$DATA_BIN"
+once data env SPM_VOCAB="$MT_SPM_VOCAB" bash scripts/prepare_data.sh mt "$DATA_SRC" "$DATA_BIN"
 TRAIN=("${MT_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-12000}")  # a guard: mt66_p0 still gained 0.02 per epoch at 4000
 EVAL=(--task translation --stack decoder --beam 5 --max-tokens 8000)
 

@@ -42,8 +42,8 @@ FT_LR=${FT_LR:-2e-4}
 SEEDS=${SEEDS:-1 2}
 DATA_BIN="$OUT/data-bin/mlm"  # what reproduce_common.sh's `train` pretrains on
 TASK_BIN="$OUT/data-bin/cls"
-[[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
-[[ -f "$TASK_BIN/label/dict.txt" ]] || bash scripts/prepare_sentence_task.sh "$TASK_SRC" "$TASK_BIN" "$DATA_BIN"
+once data bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
+once task bash scripts/prepare_sentence_task.sh "$TASK_SRC" "$TASK_BIN" "$DATA_BIN"
 source scripts/recipes.sh
 PRE=("${ROBERTA_RECIPE[@]}" --max-update "$PRETRAIN_UPDATES")
 NUM_CLASSES=$(grep -vc '^madeupword' "$TASK_BIN/label/dict.txt")  # fairseq pads dictionaries

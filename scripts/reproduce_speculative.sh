@@ -12,7 +12,7 @@
 # Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, MAX_UPDATE, PATIENCE, JOBS.
 source "$(dirname "$0")/reproduce_common.sh"
 paths speculative data/embedded/lm_kernel
-[[ -f "$DATA_BIN/dict.txt" ]] || bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
+once data bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
 source scripts/recipes.sh
 # the LM recipe at d = 256, 12 layers; pre-norm (as the paper's LM) and a gentler learning rate for
 # the deeper, wider stack

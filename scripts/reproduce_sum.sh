@@ -13,13 +13,16 @@
 source "$(dirname "$0")/reproduce_common.sh"
 paths sum work/corpora/sum_debian
 source scripts/recipes.sh
-if [[ ! -f "$DATA_SRC/train.doc" && ! -f "$DATA_SRC/train.doc.gz" ]]; then
+# corpus: the default corpus is fetched when missing; another DATA_SRC must hold one
+corpus() {
+  [[ ! -f "$DATA_SRC/train.doc" && ! -f "$DATA_SRC/train.doc.gz" ]] || return 0
   [[ "$DATA_SRC" == work/corpora/sum_debian ]] || { log "no corpus in $DATA_SRC"; exit 2; }
   bash scripts/fetch_corpora.sh work/corpora
-fi
-[[ -f "$DATA_BIN/dict.doc.txt" ]] || bash scripts/prepare_data.sh sum "$DATA_SRC" "$DATA_BIN"
+}
+once corpus corpus
+once data bash scripts/prepare_data.sh sum "$DATA_SRC" "$DATA_BIN"
 mkdir -p "$OUT/results"
-[[ -f "$OUT/results/lead.json" ]] || "$BIN/python" scripts/lead_baseline.py "$DATA_SRC" -o "$OUT/results/lead.json"
+once lead "$BIN/python" scripts/lead_baseline.py "$DATA_SRC" -o "$OUT/results/lead.json"
 TRAIN=("${SUM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-8000}")
 EVAL=(--task summarization --stack decoder --beam 4 --max-tokens 8000
       --gen-args "--max-len-b 40 --truncate-source --max-source-positions 256")

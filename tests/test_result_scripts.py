@@ -1,9 +1,6 @@
 """scripts/curves.py (validation curves from fairseq-train logs) and results_table.py's seed merge."""
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -125,78 +122,3 @@ def test_stalled_takes_every_sitting_as_one_run(tmp_path):
     out = tmp_path / "c.json"
     assert curves.main([str(log), "-o", str(out), "--patience", "3"]) == 0
     assert json.loads(out.read_text())["early_stop"] is True
-
-
-FAKE_TRAIN = """#!/bin/bash
-# fairseq-train that never stops by itself: one epoch per call of the loop, losses from $FAKE_LOSSES
-while (($#)); do [[ $1 == --save-dir ]] && dir=$2; shift; done
-echo "train $(basename "$dir")" >> "$FAKE_EVENTS"
-e=$(grep -c "valid on" "$dir/train.log" 2>/dev/null)
-for loss in $FAKE_LOSSES; do
-  e=$((e + 1))
-  echo "x | INFO | valid | epoch $(printf %03d $e) | valid on 'valid' subset | loss $loss | num_updates $((e * 10))"
-  sleep 0.2
-  echo "x | INFO | fairseq.checkpoint_utils | Saved checkpoint $dir/checkpoint_last.pt (epoch $e @ $((e * 10)) updates)"
-  touch "$dir/checkpoint_last.pt"
-  sleep 2  # the next epoch: the watcher polls every 0.1 s, each poll well under 2 s even on a busy machine
-done
-[[ -n "$FAKE_EXIT" ]] && exit 0  # as fairseq's own early stop
-sleep 60
-"""
-FAKE_SWEEP = """#!/bin/bash
-echo "sweep $(basename "$(dirname "$1")")" >> "$FAKE_EVENTS"
-while (($#)); do [[ $1 == --out-dir ]] && echo '{"rows": []}' > "$2/sweep.json"; shift; done
-"""
-
-
-def queue_command(tmp_path, losses, jobs, **env):
-    """bash running `jobs` after sourcing reproduce_common.sh, with a fake fairseq-train and sweep."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for name, text in (("fairseq-train", FAKE_TRAIN), ("fairseq-layerdrop-sweep", FAKE_SWEEP)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    if not (bin_dir / "python").exists():
-        (bin_dir / "python").symlink_to(sys.executable)
-    script = f"source {SCRIPTS}/reproduce_common.sh; OUT={tmp_path}/out; DATA_BIN=/nonexistent; {jobs}"
-    return ["bash", "-c", script], dict(os.environ, BIN=str(bin_dir), FAKE_LOSSES=losses, PLATEAU_POLL="0.1",
-                                        FAKE_EVENTS=str(tmp_path / "events"), **env)
-
-
-def run_queue(tmp_path, losses, jobs):
-    cmd, env = queue_command(tmp_path, losses, jobs)
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-
-
-def test_two_workers_train_and_sweep_each_model_once_as_soon_as_it_is_trained(tmp_path):
-    jobs = "TRAIN=(--patience 3); EVAL=(--task lm); model a A all; model b B 4; model c C all; sweep_rest"
-    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for cmd, env in (queue_command(tmp_path, "9.0", jobs, FAKE_EXIT="1", WORKER=str(i)) for i in (1, 2))]
-    logs = [w.communicate(timeout=120)[1] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], logs
-    events = (tmp_path / "events").read_text().splitlines()
-    assert sorted(events) == ["sweep a", "sweep b", "sweep c", "train a", "train b", "train c"], events
-    assert events.index("train c") > min(events.index("sweep a"), events.index("sweep b"))  # not all at the end
-    out = tmp_path / "out"
-    assert all((out / kind / n / ".done").exists() for kind in ("ckpt", "sweeps") for n in "abc")
-
-
-def test_train_stops_a_resumed_run_at_the_plateau_of_all_its_sittings(tmp_path):
-    ckpt = tmp_path / "out" / "ckpt" / "r"
-    ckpt.mkdir(parents=True)
-    first = [valid_line(e, 10 * e, x) for e, x in enumerate([9.0, 8.0, 8.1], 1)]  # a sitting stopped by hand
-    (ckpt / "train.log").write_text("\n".join(first) + "\n")
-    # whole log: best 8.0 at epoch 2, then 8.1, 8.05, 8.2: three worse epochs, the plateau at epoch 5.
-    # fairseq alone would take 8.05 as its best after the resume and go on to 7.0 at epoch 7
-    out = run_queue(tmp_path, "8.05 8.2 8.3 7.0", "train r --patience 3")
-    assert out.returncode == 0, out.stderr
-    assert "plateau across sittings" in out.stderr and (ckpt / ".done").exists()
-    log = (ckpt / "train.log").read_text()
-    assert "epoch 005" in log and "epoch 006" not in log  # the epoch an unbroken run stops at
-    assert log.rstrip().endswith("(epoch 5 @ 50 updates)")  # after that epoch's checkpoint was saved
-    curve = json.loads((tmp_path / "out" / "curves" / "r.json").read_text())
-    assert curve["early_stop"] is True and curve["finished"] is True
-    (ckpt / ".done").unlink()
-    out = run_queue(tmp_path, "7.0", "train r --patience 3")  # already on its plateau: not started again
-    assert out.returncode == 0 and "on its plateau in an earlier sitting" in out.stderr, out.stderr
-    assert (ckpt / "train.log").read_text() == log and (ckpt / ".done").exists()

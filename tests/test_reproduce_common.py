@@ -1,0 +1,128 @@
+"""scripts/reproduce_common.sh: the queue of trainings and sweeps that scripts/reproduce_*.sh share
+(workers, locks, early stopping across sittings, data prepared once), run with a fake fairseq-train."""
+import fcntl
+import json
+import os
+import subprocess
+import sys
+
+from tests.test_result_scripts import SCRIPTS, valid_line
+
+FAKE_TRAIN = """#!/bin/bash
+# fairseq-train that never stops by itself: one epoch per call of the loop, losses from $FAKE_LOSSES
+while (($#)); do [[ $1 == --save-dir ]] && dir=$2; shift; done
+echo "train $(basename "$dir")" >> "$FAKE_EVENTS"
+e=$(grep -c "valid on" "$dir/train.log" 2>/dev/null)
+for loss in $FAKE_LOSSES; do
+  e=$((e + 1))
+  echo "x | INFO | valid | epoch $(printf %03d $e) | valid on 'valid' subset | loss $loss | num_updates $((e * 10))"
+  sleep 0.2
+  echo "x | INFO | fairseq.checkpoint_utils | Saved checkpoint $dir/checkpoint_last.pt (epoch $e @ $((e * 10)) updates)"
+  touch "$dir/checkpoint_last.pt"
+  sleep 2  # the next epoch: the watcher polls every 0.1 s, each poll well under 2 s even on a busy machine
+done
+[[ -n "$FAKE_EXIT" ]] && exit 0  # as fairseq's own early stop
+sleep 60
+"""
+FAKE_SWEEP = """#!/bin/bash
+echo "sweep $(basename "$(dirname "$1")")" >> "$FAKE_EVENTS"
+while (($#)); do [[ $1 == --out-dir ]] && echo '{"rows": []}' > "$2/sweep.json"; shift; done
+"""
+
+
+def queue_command(tmp_path, losses, jobs, **env):
+    """bash running `jobs` after sourcing reproduce_common.sh, with a fake fairseq-train and sweep."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("fairseq-train", FAKE_TRAIN), ("fairseq-layerdrop-sweep", FAKE_SWEEP)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    if not (bin_dir / "python").exists():
+        (bin_dir / "python").symlink_to(sys.executable)
+    script = f"source {SCRIPTS}/reproduce_common.sh; OUT={tmp_path}/out; DATA_BIN=/nonexistent; {jobs}"
+    return ["bash", "-c", script], dict(os.environ, BIN=str(bin_dir), FAKE_LOSSES=losses, PLATEAU_POLL="0.1",
+                                        FAKE_EVENTS=str(tmp_path / "events"), **env)
+
+
+def run_queue(tmp_path, losses, jobs):
+    cmd, env = queue_command(tmp_path, losses, jobs)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_two_workers_train_and_sweep_each_model_once_as_soon_as_it_is_trained(tmp_path):
+    jobs = "TRAIN=(--patience 3); EVAL=(--task lm); model a A all; model b B 4; model c C all; sweep_rest"
+    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for cmd, env in (queue_command(tmp_path, "9.0", jobs, FAKE_EXIT="1", WORKER=str(i)) for i in (1, 2))]
+    logs = [w.communicate(timeout=120)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs
+    events = (tmp_path / "events").read_text().splitlines()
+    assert sorted(events) == ["sweep a", "sweep b", "sweep c", "train a", "train b", "train c"], events
+    assert events.index("train c") > min(events.index("sweep a"), events.index("sweep b"))  # not all at the end
+    out = tmp_path / "out"
+    assert all((out / kind / n / ".done").exists() for kind in ("ckpt", "sweeps") for n in "abc")
+
+
+def test_train_stops_a_resumed_run_at_the_plateau_of_all_its_sittings(tmp_path):
+    ckpt = tmp_path / "out" / "ckpt" / "r"
+    ckpt.mkdir(parents=True)
+    first = [valid_line(e, 10 * e, x) for e, x in enumerate([9.0, 8.0, 8.1], 1)]  # a sitting stopped by hand
+    (ckpt / "train.log").write_text("\n".join(first) + "\n")
+    # whole log: best 8.0 at epoch 2, then 8.1, 8.05, 8.2: three worse epochs, the plateau at epoch 5.
+    # fairseq alone would take 8.05 as its best after the resume and go on to 7.0 at epoch 7
+    out = run_queue(tmp_path, "8.05 8.2 8.3 7.0", "train r --patience 3")
+    assert out.returncode == 0, out.stderr
+    assert "plateau across sittings" in out.stderr and (ckpt / ".done").exists()
+    log = (ckpt / "train.log").read_text()
+    assert "epoch 005" in log and "epoch 006" not in log  # the epoch an unbroken run stops at
+    assert log.rstrip().endswith("(epoch 5 @ 50 updates)")  # after that epoch's checkpoint was saved
+    curve = json.loads((tmp_path / "out" / "curves" / "r.json").read_text())
+    assert curve["early_stop"] is True and curve["finished"] is True
+    (ckpt / ".done").unlink()
+    out = run_queue(tmp_path, "7.0", "train r --patience 3")  # already on its plateau: not started again
+    assert out.returncode == 0 and "on its plateau in an earlier sitting" in out.stderr, out.stderr
+    assert (ckpt / "train.log").read_text() == log and (ckpt / ".done").exists()
+
+
+def hold_lock(path):
+    """Hold PATH's flock as another worker would (release: close the returned file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "w")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return f
+
+
+def test_a_worker_leaves_a_model_another_worker_trains_and_does_not_wait_for_it(tmp_path):
+    """Its trainer sweeps it next, so this worker goes on (and its slot is free) at once."""
+    held = hold_lock(tmp_path / "out" / "ckpt" / "a" / ".lock")
+    try:
+        out = run_queue(tmp_path, "9.0", "TRAIN=(--patience 3); EVAL=(--task lm); model a A all; model b B all; "
+                                          "sweep_rest; sweep a:search A2 all; echo finished")
+    finally:
+        held.close()
+    assert out.returncode == 0 and out.stdout.strip() == "finished", out.stderr
+    assert "train a: another worker has it" in out.stderr
+    assert "sweep a search: a is training in another worker, which sweeps it next" in out.stderr
+    events = (tmp_path / "events").read_text().splitlines()
+    assert sorted(events) == ["sweep b", "train b"], events  # b was free: trained and swept
+    assert not (tmp_path / "out" / "sweeps" / "a" / ".done").exists()
+
+
+def test_a_sweep_of_a_training_that_failed_stops_the_worker(tmp_path):
+    (tmp_path / "out" / "ckpt" / "a").mkdir(parents=True)  # no .done and nobody holds the lock
+    out = run_queue(tmp_path, "9.0", "EVAL=(--task lm); sweep a A all; echo went-on")
+    assert out.returncode == 1 and "training a did not finish" in out.stderr and "went-on" not in out.stdout
+    assert not (tmp_path / "events").exists()
+
+
+def test_once_prepares_data_once_for_workers_that_start_together_and_redoes_a_failed_step(tmp_path):
+    step = 'once data bash -c "echo prepared >> $FAKE_EVENTS; sleep 1"'
+    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for cmd, env in (queue_command(tmp_path, "9.0", step) for _ in range(2))]
+    assert [w.wait(timeout=60) for w in workers] == [0, 0]
+    assert (tmp_path / "events").read_text().splitlines() == ["prepared"]
+    assert (tmp_path / "out" / ".data.done").exists()
+    out = run_queue(tmp_path, "9.0", "once other false; echo went-on")  # a failed step: no marker, stops
+    assert out.returncode != 0 and "went-on" not in out.stdout
+    assert not (tmp_path / "out" / ".other.done").exists()
+    out = run_queue(tmp_path, "9.0", 'once other bash -c "echo again >> $FAKE_EVENTS"')
+    assert out.returncode == 0 and (tmp_path / "events").read_text().splitlines() == ["prepared", "again"]
