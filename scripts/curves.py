@@ -21,6 +21,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from fairseq_layerdrop.result_files import write_json
+
 VALID = re.compile(r"\| valid on 'valid' subset \| (.*)$")
 FIELD = re.compile(r"(\w+) ([-+0-9.e]+|inf|nan)(?: \||$)")
 EARLY_STOP = "early stop since valid performance hasn't improved"
@@ -159,7 +161,7 @@ def _run(args) -> int:
         run["finished"] = not args.running
         run["train_seconds"] = logged_seconds(text)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(run, indent=1))
+        write_json(args.output, run)
         print(json.dumps(summarise(run)))
         return 0
     runs = [json.loads(Path(f).read_text()) for f in args.inputs]

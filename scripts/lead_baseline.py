@@ -8,12 +8,12 @@ with the same ROUGE as the models (fairseq_layerdrop.evaluation.rouge_scores).
 """
 import argparse
 import gzip
-import json
 import re
 import sys
 from pathlib import Path
 
 from fairseq_layerdrop.evaluation import rouge_scores
+from fairseq_layerdrop.result_files import write_json
 
 
 def read(corpus: Path, name: str) -> list:
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     result = baselines(docs, refs)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1))
+        write_json(args.output, result)
     for name, s in result["scores"].items():
         print(f"{name}: ROUGE-1 {s['rouge1']:.2f}  ROUGE-2 {s['rouge2']:.2f}  ROUGE-L {s['rougeL']:.2f}")
     return 0

@@ -43,7 +43,7 @@ alpha_report() {
     [[ $name == *_learned ]] && strategies+=,learned
     "$BIN/python" scripts/speculative_alpha.py "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" \
       --depths 1,2,3,4,6,8,10 --strategies "$strategies" --prompts 100 --prompt-tokens 32 \
-      --new-tokens 32 -o "$out.tmp" && mv "$out.tmp" "$out"
+      --new-tokens 32 -o "$out"
   done
 }
 run_all "kernel-doc LM, 12 layers d=256: test perplexity vs depth" alpha_report

@@ -14,6 +14,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from fairseq_layerdrop.result_files import write_json
+
 VALID = re.compile(r"\| epoch (\d+) \| valid on '(\w+)' subset \| .*?\| accuracy ([0-9.]+)")
 NAME = re.compile(r"^(?P<model>.+)_d(?P<depth>\d+)_s(?P<seed>\d+)$")
 
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
     try:
         if args.command == "score":
             result = dict(score_log(args.log.read_text("utf-8", errors="replace")), name=args.log.parent.name)
-            args.output.write_text(json.dumps(result, indent=1) + "\n", "utf-8")
+            write_json(args.output, result)
             print(f"{result['name']}: test {result['test']:.1f} (valid {result['valid']:.1f}, epoch {result['epoch']})")
         else:
             print(table([json.loads(p.read_text("utf-8")) for p in args.scores]), end="")

@@ -13,12 +13,12 @@ per-position alpha, tokens per verify step for k = 1..8 and the continuations. E
 is one line ``speculative_alpha.py: error: ...`` and exit status 2.
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from fairseq_layerdrop.errors import PruneError, one_line, show
+from fairseq_layerdrop.result_files import write_json
 from fairseq_layerdrop.speculative import STRATEGIES
 
 PROG = "speculative_alpha.py"
@@ -180,7 +180,11 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
+        if args.output and not args.output.parent.is_dir():  # found now, not after the measurement
+            raise UsageError(f"no directory for -o: {show(args.output.parent)}")
         result = run(args)
+        if args.output:
+            write_json(args.output, result)
     except (UsageError, PruneError, OSError) as err:
         print(f"{PROG}: error: {one_line(str(err))}", file=sys.stderr)
         return 2
@@ -189,8 +193,6 @@ def main(argv=None) -> int:
           f"{s['num_layers']} layers; continuations: {result['distinct_fraction']:.2f} distinct tokens, "
           f"{result['repeated_fraction']:.2f} repeated bigrams ({s['seconds']} s)\n")
     print(table(result))
-    if args.output:
-        args.output.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -211,13 +211,15 @@ def test_script_measures_and_writes_json(checkpoint, lm_data, tmp_path, capsys):
     (["{ckpt}", "{data}", "--strategies", "learned", "--depths", "2"], "no learned decoder rates"),
     (["{ckpt}", "{data}", "--strategies", "middle"], "unknown strategy"),
     (["{ckpt}", "{data}", "--depths", "2", "--prompt-tokens", "30", "--new-tokens", "8"], "exceeds the model's 32 positions"),
-    (["{ckpt}", "{data}", "--prompts", "0"], "expected a positive integer")])
+    (["{ckpt}", "{data}", "--prompts", "0"], "expected a positive integer"),
+    (["{ckpt}", "{data}", "-o", "{missing}/alpha.json"], "no directory for -o")])
 def test_script_bad_inputs_are_one_line_and_exit_2(argv, message, checkpoint, lm_data, tmp_path, capsys):
     names = {"missing": tmp_path / "nope.pt", "data": lm_data, "ckpt": checkpoint}
     code = run_script([a.format(**names) for a in argv])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("speculative_alpha.py: error: ") and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
 
 def test_script_learned_strategy_on_a_model_with_learned_rates(base, lm_data, tmp_path, capsys):

@@ -10,6 +10,7 @@ For every requested depth the checkpoint is pruned with ``fairseq-layerdrop-prun
 """
 import argparse
 import csv
+import io
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ from fairseq_layerdrop import evaluation, plotting
 from fairseq_layerdrop.checkpoint_stats import checkpoint_stats  # loads through the prune tool's loader
 from fairseq_layerdrop.cli.prune import STRATEGIES
 from fairseq_layerdrop.errors import CheckpointError, one_line
+from fairseq_layerdrop.result_files import write_json, write_text
 
 PROG = "fairseq-layerdrop-sweep"
 TASKS = ("translation", "summarization", "lm")
@@ -130,12 +132,13 @@ def sweep(args) -> list:
 
 def write_results(rows: list, out_dir: Path) -> None:
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    with open(out_dir / "sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out_dir / "sweep.csv", table.getvalue())
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
-    (out_dir / "sweep.json").write_text(json.dumps({"machine": meta, "rows": rows}, indent=1))
+    write_json(out_dir / "sweep.json", {"machine": meta, "rows": rows})
 
 
 def main(argv=None) -> int:
