@@ -158,6 +158,23 @@ sweep() {
   unlock
 }
 
+# alpha NAME DEPTHS STRATEGIES: issue 13's acceptance rates of NAME's drafts along its full-depth
+# greedy continuations of 100 test prompts (32 tokens, 32 new; scripts/speculative_alpha.py) into
+# $OUT/alpha/NAME.json, once; left to the worker that trains NAME if it is still training
+alpha() {
+  local name=$1 out="$OUT/alpha/$1.json"
+  mkdir -p "$OUT/alpha"
+  if [[ -f "$out" ]] || ! trained "$name"; then return; fi
+  if [[ ! -f "$OUT/ckpt/$name/checkpoint_best.pt" ]]; then log "alpha $name: no checkpoint here"; return; fi
+  if ! lock "$out.lock"; then return; fi
+  if [[ ! -f "$out" ]]; then
+    log "alpha $name ($3 at depths $2)"
+    "$BIN/python" scripts/speculative_alpha.py "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" --depths "$2" \
+      --strategies "$3" --prompts 100 --prompt-tokens 32 --new-tokens 32 -o "$out" >&2
+  fi
+  unlock
+}
+
 # model NAME LABEL DEPTHS ARGS...: train NAME with "${TRAIN[@]}" ARGS, then sweep it with "${EVAL[@]}"
 # right away, so each result lands as soon as its model is trained (by the worker that trained it).
 SWEEPS=()

@@ -31,5 +31,6 @@ jobs_list() {
   model lm8_p05_ee_s1 "8L p=0.5 + early exit 2,3,4 (seed 1)" all --decoder-layers 8 --decoder-layerdrop 0.5 \
     --seed 1 --layerdrop-early-exit-layers 2,3,4
   sweep_rest
+  alpha lm8_p05_ee_s1 1,2,3,4,5,6,7 every-other,first  # as docs/results/speculative/alpha_lm8_p05_s1.json
 }
 run_all "kernel-doc LM: test perplexity vs depth (best validation checkpoints)"

@@ -32,18 +32,14 @@ jobs_list() {
   sweep_rest
 }
 
-# alpha_report TITLE: the depth-sweep report, then alpha of each model (skipped when already written)
+# alpha_report TITLE: the depth-sweep report, then alpha of each model ($OUT/alpha/NAME.json)
 alpha_report() {
-  local name out strategies
+  local name strategies
   report "$1"
   for name in "${MODELS[@]}"; do
-    out="$OUT/results/alpha_$name.json"
-    [[ -f "$out" ]] && continue
     strategies=every-other,first
     [[ $name == *_learned ]] && strategies+=,learned
-    "$BIN/python" scripts/speculative_alpha.py "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" \
-      --depths 1,2,3,4,6,8,10 --strategies "$strategies" --prompts 100 --prompt-tokens 32 \
-      --new-tokens 32 -o "$out"
+    alpha "$name" 1,2,3,4,6,8,10 "$strategies"
   done
 }
 run_all "kernel-doc LM, 12 layers d=256: test perplexity vs depth" alpha_report

@@ -126,3 +126,18 @@ def test_once_prepares_data_once_for_workers_that_start_together_and_redoes_a_fa
     assert not (tmp_path / "out" / ".other.done").exists()
     out = run_queue(tmp_path, "9.0", 'once other bash -c "echo again >> $FAKE_EVENTS"')
     assert out.returncode == 0 and (tmp_path / "events").read_text().splitlines() == ["prepared", "again"]
+
+
+def test_alpha_waits_for_nothing_and_needs_the_checkpoint(tmp_path):
+    """alpha leaves a model another worker trains to that worker, and a model trained elsewhere
+    (committed results, no checkpoint on this machine) is skipped with a notice, not an error."""
+    held = hold_lock(tmp_path / "out" / "ckpt" / "a" / ".lock")
+    try:
+        out = run_queue(tmp_path, "9.0", "alpha a 1,2 first; echo went-on")
+    finally:
+        held.close()
+    assert out.returncode == 0 and out.stdout.strip() == "went-on" and "alpha a" not in out.stderr, out.stderr
+    (tmp_path / "out" / "ckpt" / "a" / ".done").touch()
+    out = run_queue(tmp_path, "9.0", "alpha a 1,2 first; echo went-on")
+    assert out.returncode == 0 and "alpha a: no checkpoint here" in out.stderr and out.stdout.strip() == "went-on"
+    assert not (tmp_path / "out" / "alpha" / "a.json").exists()
