@@ -21,8 +21,6 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from fairseq_layerdrop.result_files import write_json
-
 VALID = re.compile(r"\| valid on 'valid' subset \| (.*)$")
 FIELD = re.compile(r"(\w+) ([-+0-9.e]+|inf|nan)(?: \||$)")
 EARLY_STOP = "early stop since valid performance hasn't improved"
@@ -161,6 +159,8 @@ def _run(args) -> int:
         run["finished"] = not args.running
         run["train_seconds"] = logged_seconds(text)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        # imported here: the package imports torch, and --stalled (polled during training) must stay fast
+        from fairseq_layerdrop.result_files import write_json
         write_json(args.output, run)
         print(json.dumps(summarise(run)))
         return 0

@@ -193,23 +193,65 @@ sweep_rest() {
   for ((i = 0; i < ${#SWEEPS[@]}; i += 3)); do sweep "${SWEEPS[@]:i:3}" "${EVAL[@]}"; done
 }
 
+# render DIR CURVES TITLE SWEEP.json...: into DIR the depth-sweep plot and table of the sweeps, and
+# the validation curves and wall times of CURVES/*.json
+render() {
+  local dir=$1 curves=$2 title=$3; shift 3
+  mkdir -p "$dir"
+  # quality only: the sweeps' speeds were measured beside other trainings (docs/benchmarks.md has speed)
+  "$BIN/fairseq-layerdrop-plot" "$@" -o "$dir/depth_sweep.png" --title "$title" --quality-only \
+    ${PLOT_YMAX:+--ymax "$PLOT_YMAX"}
+  "$BIN/python" scripts/curves.py --plot "$dir/valid_curves.png" "$curves"/*.json
+  "$BIN/python" scripts/results_table.py "$@" | tee "$dir/table.md"
+  "$BIN/python" scripts/curves.py --summary "$curves"/*.json | tee "$dir/training.md"
+}
+
 # report TITLE: table, plots and wall times once every sweep is written
 report() {
-  local title=$1 d
+  local d
   for d in "$OUT"/sweeps/*/; do wait_lock "$d/.lock"; done
-  mkdir -p "$OUT/results"
-  # quality only: the sweeps' speeds were measured beside other trainings (docs/benchmarks.md has speed)
-  "$BIN/fairseq-layerdrop-plot" "$OUT"/sweeps/*/sweep.json -o "$OUT/results/depth_sweep.png" --title "$title" \
-    --quality-only ${PLOT_YMAX:+--ymax "$PLOT_YMAX"}
-  "$BIN/python" scripts/curves.py --plot "$OUT/results/valid_curves.png" "$OUT"/curves/*.json
-  "$BIN/python" scripts/results_table.py "$OUT"/sweeps/*/sweep.json | tee "$OUT/results/table.md"
-  "$BIN/python" scripts/curves.py --summary "$OUT"/curves/*.json | tee "$OUT/results/training.md"
+  render "$OUT/results" "$OUT/curves" "$1" "$OUT"/sweeps/*/sweep.json
+}
+
+# publish TITLE (PUBLISH=1 bash scripts/reproduce_TASK.sh): copy what this machine's run state holds
+# into $RESULTS (docs/results/TASK) and redraw its plots and tables there. A finished training
+# gives its final curve and, once swept, its sweep(s); a training still running gives a snapshot
+# curve ("finished": false); alpha measurements go to docs/results/speculative/alpha_NAME.json.
+# Runs committed by another machine stay as they are.
+publish() {
+  local title=$1 patience d name sweeps=()
+  [[ -n "$RESULTS" ]] || { log "publish: RESULTS is empty, nowhere to publish"; exit 2; }
+  patience=$(option_value --patience "${TRAIN[@]}")
+  mkdir -p "$RESULTS/curves"
+  for d in "$OUT"/ckpt/*/; do
+    name=$(basename "$d")
+    [[ -f "$d/train.log" ]] || continue
+    if [[ -f "$d/.done" ]]; then
+      "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" ${patience:+--patience "$patience"} \
+        -o "$RESULTS/curves/$name.json" >/dev/null
+    elif ! committed "$name"; then
+      "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" --running -o "$RESULTS/curves/$name.json" >/dev/null
+    fi
+  done
+  for d in "$OUT"/sweeps/*/; do
+    [[ -f "$d/.done" ]] && cp "$d/sweep.json" "$RESULTS/$(basename "$d").json"
+  done
+  for d in "$OUT"/alpha/*.json; do
+    [[ -f "$d" ]] && mkdir -p docs/results/speculative && cp "$d" "docs/results/speculative/alpha_$(basename "$d")"
+  done
+  for d in "$RESULTS"/*.json; do grep -q '"rows"' "$d" && sweeps+=("$d"); done  # not e.g. lead baselines
+  render "$RESULTS" "$RESULTS/curves" "$title" "${sweeps[@]}" >/dev/null
+  log "published into $RESULTS: ${#sweeps[@]} sweeps, $(ls "$RESULTS"/curves/*.json | wc -l) curves"
 }
 
 # run_all TITLE [REPORT]: run the caller's `jobs_list` function in JOBS workers, then `report TITLE`
 # (or the caller's REPORT function, e.g. for results that are not depth sweeps)
 run_all() {
   local title=$1 i pids=() rc=0
+  if [[ -n "${PUBLISH:-}" ]]; then
+    [[ "${2:-report}" == report || "$2" == alpha_report ]] || { log "PUBLISH: not for this script"; exit 2; }
+    publish "$title"; return
+  fi
   if [[ -n "${WORKER:-}" ]]; then jobs_list; return; fi   # a worker started by hand or by us
   if [[ "$JOBS" -gt 1 ]]; then
     for i in $(seq 2 "$JOBS"); do WORKER=$i bash "$0" & pids+=($!); done

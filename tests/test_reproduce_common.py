@@ -37,8 +37,9 @@ def queue_command(tmp_path, losses, jobs, **env):
     for name, text in (("fairseq-train", FAKE_TRAIN), ("fairseq-layerdrop-sweep", FAKE_SWEEP)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    if not (bin_dir / "python").exists():
-        (bin_dir / "python").symlink_to(sys.executable)
+    if not (bin_dir / "python").exists():  # a wrapper, not a symlink: python finds its venv from its own path
+        (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        (bin_dir / "python").chmod(0o755)
     script = f"source {SCRIPTS}/reproduce_common.sh; OUT={tmp_path}/out; DATA_BIN=/nonexistent; {jobs}"
     return ["bash", "-c", script], dict(os.environ, BIN=str(bin_dir), FAKE_LOSSES=losses, PLATEAU_POLL="0.1",
                                         FAKE_EVENTS=str(tmp_path / "events"), **env)
@@ -141,3 +142,23 @@ def test_alpha_waits_for_nothing_and_needs_the_checkpoint(tmp_path):
     out = run_queue(tmp_path, "9.0", "alpha a 1,2 first; echo went-on")
     assert out.returncode == 0 and "alpha a: no checkpoint here" in out.stderr and out.stdout.strip() == "went-on"
     assert not (tmp_path / "out" / "alpha" / "a.json").exists()
+
+
+def test_publish_copies_finished_runs_and_snapshots_running_ones(tmp_path):
+    res = tmp_path / "res"
+    jobs = "TRAIN=(--patience 3); EVAL=(--task lm); model a A all"
+    assert run_queue(tmp_path, "9.0 8.0", jobs + "; sweep a:search A2 all").returncode == 0
+    running = tmp_path / "out" / "ckpt" / "b"
+    running.mkdir()
+    (running / "train.log").write_text(valid_line(1, 10, 7.5) + "\n")  # still training: no .done
+    (res / "curves").mkdir(parents=True)
+    (res / "lead.json").write_text('{"scores": {}}')  # not a sweep: left out of the plot and table
+    publish = f'RESULTS={res}; render() {{ echo "render $*" >> $FAKE_EVENTS; }}; {jobs.split(";")[0]}; publish "T"'
+    out = run_queue(tmp_path, "", publish)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((res / "a.json").read_text()) == {"rows": []} and (res / "a_search.json").exists()
+    curve_a, curve_b = (json.loads((res / "curves" / f"{n}.json").read_text()) for n in "ab")
+    assert curve_a["finished"] is True and [p["loss"] for p in curve_a["points"]] == [9.0, 8.0]
+    assert curve_b["finished"] is False and [p["loss"] for p in curve_b["points"]] == [7.5]
+    render = (tmp_path / "events").read_text().splitlines()[-1]
+    assert render == f"render {res} {res}/curves T {res}/a.json {res}/a_search.json", render
