@@ -13,7 +13,7 @@ source "$(dirname "$0")/reproduce_common.sh"
 paths lm data/embedded/lm_kernel
 once data bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"
 source scripts/recipes.sh
-TRAIN=("${LM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-10000}")
+TRAIN=("${LM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-20000}")  # a guard: lm8_p05_s1 stopped at 7626
 PLOT_YMAX=${PLOT_YMAX-400}  # the quality axis of depth_sweep.png: a model that breaks stays readable
 EVAL=(--task lm --stack decoder --tokens-per-sample "$LM_TOKENS_PER_SAMPLE")
 

@@ -12,7 +12,7 @@ source "$(dirname "$0")/reproduce_common.sh"
 paths mt data/embedded/mt_en_de
 source scripts/recipes.sh
 once data env SPM_VOCAB="$MT_SPM_VOCAB" bash scripts/prepare_data.sh mt "$DATA_SRC" "$DATA_BIN"
-TRAIN=("${MT_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-12000}")  # a guard: mt66_p0 still gained 0.02 per epoch at 4000
+TRAIN=("${MT_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-24000}")  # a guard: p = 0.2 / 0.5 still gained 0.02-0.05 per epoch at 8000
 EVAL=(--task translation --stack decoder --beam 5 --max-tokens 8000)
 
 jobs_list() {

@@ -23,7 +23,7 @@ once corpus corpus
 once data bash scripts/prepare_data.sh sum "$DATA_SRC" "$DATA_BIN"
 mkdir -p "$OUT/results"
 once lead "$BIN/python" scripts/lead_baseline.py "$DATA_SRC" -o "$OUT/results/lead.json"
-TRAIN=("${SUM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-8000}")
+TRAIN=("${SUM_RECIPE[@]}" --patience "${PATIENCE:-3}" --max-update "${MAX_UPDATE:-24000}")  # a guard (see reproduce_mt.sh)
 EVAL=(--task summarization --stack decoder --beam 4 --max-tokens 8000
       --gen-args "--max-len-b 40 --truncate-source --max-source-positions 256")
 
