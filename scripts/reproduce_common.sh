@@ -198,11 +198,13 @@ sweep_rest() {
 render() {
   local dir=$1 curves=$2 title=$3; shift 3
   mkdir -p "$dir"
-  # quality only: the sweeps' speeds were measured beside other trainings (docs/benchmarks.md has speed)
-  "$BIN/fairseq-layerdrop-plot" "$@" -o "$dir/depth_sweep.png" --title "$title" --quality-only \
-    ${PLOT_YMAX:+--ymax "$PLOT_YMAX"}
+  if (($#)); then  # no sweep yet (e.g. publishing the first snapshot curves): curves only
+    # quality only: the sweeps' speeds were measured beside other trainings (docs/benchmarks.md has speed)
+    "$BIN/fairseq-layerdrop-plot" "$@" -o "$dir/depth_sweep.png" --title "$title" --quality-only \
+      ${PLOT_YMAX:+--ymax "$PLOT_YMAX"}
+    "$BIN/python" scripts/results_table.py "$@" | tee "$dir/table.md"
+  fi
   "$BIN/python" scripts/curves.py --plot "$dir/valid_curves.png" "$curves"/*.json
-  "$BIN/python" scripts/results_table.py "$@" | tee "$dir/table.md"
   "$BIN/python" scripts/curves.py --summary "$curves"/*.json | tee "$dir/training.md"
 }
 
@@ -239,7 +241,7 @@ publish() {
   for d in "$OUT"/alpha/*.json; do
     [[ -f "$d" ]] && mkdir -p docs/results/speculative && cp "$d" "docs/results/speculative/alpha_$(basename "$d")"
   done
-  for d in "$RESULTS"/*.json; do grep -q '"rows"' "$d" && sweeps+=("$d"); done  # not e.g. lead baselines
+  for d in "$RESULTS"/*.json; do [[ -f "$d" ]] && grep -q '"rows"' "$d" && sweeps+=("$d"); done  # not e.g. lead baselines
   render "$RESULTS" "$RESULTS/curves" "$title" "${sweeps[@]}" >/dev/null
   log "published into $RESULTS: ${#sweeps[@]} sweeps, $(ls "$RESULTS"/curves/*.json | wc -l) curves"
 }

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.test_result_scripts import SCRIPTS, valid_line
 
 FAKE_TRAIN = """#!/bin/bash
@@ -162,3 +164,14 @@ def test_publish_copies_finished_runs_and_snapshots_running_ones(tmp_path):
     assert curve_b["finished"] is False and [p["loss"] for p in curve_b["points"]] == [7.5]
     render = (tmp_path / "events").read_text().splitlines()[-1]
     assert render == f"render {res} {res}/curves T {res}/a.json {res}/a_search.json", render
+
+
+def test_publish_before_any_sweep_draws_the_curves_only(tmp_path):
+    pytest.importorskip("matplotlib")
+    res, running = tmp_path / "res", tmp_path / "out" / "ckpt" / "b"
+    running.mkdir(parents=True)
+    (running / "train.log").write_text("\n".join(valid_line(e, 10 * e, x) for e, x in ((1, 7.5), (2, 7.0))) + "\n")
+    out = run_queue(tmp_path, "", f'RESULTS={res}; TRAIN=(--patience 3); publish "T"')
+    assert out.returncode == 0, out.stderr
+    assert (res / "valid_curves.png").stat().st_size > 0 and "| b |" in (res / "training.md").read_text()
+    assert not (res / "depth_sweep.png").exists() and not (res / "table.md").exists()
