@@ -198,7 +198,7 @@ sweep_rest() {
 render() {
   local dir=$1 curves=$2 title=$3; shift 3
   mkdir -p "$dir"
-  if (($#)); then  # no sweep yet (e.g. publishing the first snapshot curves): curves only
+  if (($#)); then  # with no sweep yet (e.g. the first snapshot curves are published), the curves only
     # quality only: the sweeps' speeds were measured beside other trainings (docs/benchmarks.md has speed)
     "$BIN/fairseq-layerdrop-plot" "$@" -o "$dir/depth_sweep.png" --title "$title" --quality-only \
       ${PLOT_YMAX:+--ymax "$PLOT_YMAX"}
