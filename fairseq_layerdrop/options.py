@@ -66,12 +66,19 @@ class EarlyExitOptions(FairseqDataclass):
     )
 
 
-def rate_type(value: str) -> float:
-    """argparse ``type`` for drop rates: a float in [0, 1]."""
-    try:
-        return check_rate(float(value))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err).replace("layerdrop ", "rate ")) from None
+def argparse_type(check, keep_text: bool = False):
+    """argparse ``type`` from a check that raises ``ValueError`` with a one-line message (argparse
+    then prints it and exits 2): the checked value, or with ``keep_text`` the text as given."""
+    def convert(value: str):
+        try:
+            checked = check(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value if keep_text else checked
+    return convert
+
+
+rate_type = argparse_type(lambda value: check_rate(float(value), "rate"))  # drop rates: a float in [0, 1]
 
 
 def nonnegative_int(value: str) -> int:
@@ -85,28 +92,10 @@ def nonnegative_int(value: str) -> int:
         raise argparse.ArgumentTypeError(str(err).removeprefix("count ")) from None
 
 
-def checked_text(check):
-    """argparse ``type`` that runs ``check`` (raising ``ValueError``) and keeps the text as given."""
-    def convert(value: str) -> str:
-        try:
-            check(value)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-        return value
-    return convert
-
-
-def exit_weight_type(value: str) -> float:
-    try:
-        return check_exit_weight(value)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 # our options that need more than fairseq's plain ``type`` (the rates are fairseq's: RATE_OPTIONS)
 OPTION_TYPES = {"--layerdrop-warmup-updates": nonnegative_int,
-                "--layerdrop-early-exit-layers": checked_text(parse_exit_layers),
-                "--layerdrop-early-exit-weight": exit_weight_type}
+                "--layerdrop-early-exit-layers": argparse_type(parse_exit_layers, keep_text=True),
+                "--layerdrop-early-exit-weight": argparse_type(check_exit_weight)}
 
 
 def tighten_parser(parser) -> None:
