@@ -1,6 +1,7 @@
 """Costs of self-speculative decoding with LayerDrop drafts (issue 13): c and v(k), batch 1.
 
-* ``t_full``: one incremental step of the full model (one new token, KV cache of ``--context``);
+* ``t_full``: one incremental step of the full model (one new token, KV cache of ``--context``;
+  a translation model's decoder also attends to one random source of ``--source-tokens``);
 * ``c`` per draft: one incremental step of the draft (its own layers and its own cache) / t_full;
 * ``v(k)``: one forward of the full model over k drafted tokens + 1 with the cache / t_full.
 
@@ -44,8 +45,9 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def measure(decoder, drafts: dict, ks: list, context: int, repeats: int, vocab: int) -> dict:
-    """Median seconds of each operation at a cache of ``context`` tokens (random tokens)."""
+def measure(decoder, drafts: dict, ks: list, context: int, repeats: int, vocab: int, encoder_out=None) -> dict:
+    """Median seconds of each operation at a cache of ``context`` tokens (random tokens); a
+    translation decoder also attends to ``encoder_out`` (encoded once, as in decoding)."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
@@ -54,25 +56,40 @@ def measure(decoder, drafts: dict, ks: list, context: int, repeats: int, vocab: 
     for name, keep in {"full": None, **drafts}.items():  # prefill each network's own cache
         caches[name] = {}
         with only_layers(decoder, keep):
-            sp.extend_cached(decoder, tokens[:, :context], context, caches[name])
-    ops = {"fairseq_step": lambda: decoder(tokens[:, :context + 1], incremental_state=caches["full"])}
+            sp.extend_cached(decoder, tokens[:, :context], context, caches[name], encoder_out)
+    ops = {"fairseq_step": lambda: decoder(tokens[:, :context + 1], encoder_out=encoder_out,
+                                           incremental_state=caches["full"])}
     for name, keep in {"full": None, **drafts}.items():
-        ops[f"step/{name}"] = (lambda keep=keep, name=name: _draft_step(decoder, keep, tokens, context, caches[name]))
+        ops[f"step/{name}"] = (lambda keep=keep, name=name:
+                               _draft_step(decoder, keep, tokens, context, caches[name], encoder_out))
     for k in ks:
-        ops[f"verify/{k}"] = lambda k=k: sp.extend_cached(decoder, tokens[:, :context + k + 1], k + 1, caches["full"])
+        ops[f"verify/{k}"] = lambda k=k: sp.extend_cached(decoder, tokens[:, :context + k + 1], k + 1,
+                                                          caches["full"], encoder_out)
     times = {op: [] for op in ops}
     with torch.no_grad():
         for _ in range(repeats):
             for op, fn in ops.items():
                 times[op].append(_timed(fn))
                 cache = caches["full"] if not op.startswith("step/") else caches[op.split("/", 1)[1]]
-                sp.truncate_cache(cache, context)
+                sp.truncate_cache(decoder, cache, context)
     return {op: common.median(ts) for op, ts in times.items()}
 
 
-def _draft_step(decoder, keep, tokens, context, cache):
+def _draft_step(decoder, keep, tokens, context, cache, encoder_out):
     with only_layers(decoder, keep):
-        sp.extend_cached(decoder, tokens[:, :context + 1], 1, cache)
+        sp.extend_cached(decoder, tokens[:, :context + 1], 1, cache, encoder_out)
+
+
+def encode_source(model, length: int):
+    """A translation model's encoder output for one random source of ``length`` tokens, else None."""
+    import torch
+
+    if not hasattr(model, "encoder"):
+        return None
+    vocab = model.encoder.embed_tokens.num_embeddings
+    src = torch.randint(4, vocab, (1, length), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return model.encoder(src, src_lengths=torch.tensor([length]))
 
 
 def speedups(alpha_result: dict, costs: dict, ks: list) -> dict:
@@ -95,6 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--strategies", default="every-other,first")
     p.add_argument("--ks", default="1,2,3,4", help="drafted tokens per verify step")
     p.add_argument("--context", type=int, default=48, help="tokens in the KV cache when timing")
+    p.add_argument("--source-tokens", type=int, default=24, help="source length (translation models)")
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--max-wait", type=float, default=1800, help="seconds to wait for a quiet machine")
     p.add_argument("--alpha-json", help="output of scripts/speculative_alpha.py for the same checkpoint")
@@ -109,13 +127,15 @@ def main(argv=None) -> int:
     drafts = {f"{s}/{e}": sp.draft_layers(n, int(e), s, logits, mean)
               for s in args.strategies.split(",") for e in args.depths.split(",")}
     with common.CpuMonitor() as mon:
-        t = measure(decoder, drafts, ks, args.context, args.repeats, decoder.embed_tokens.num_embeddings)
+        t = measure(decoder, drafts, ks, args.context, args.repeats, decoder.embed_tokens.num_embeddings,
+                    encode_source(model, args.source_tokens))
     full = t["step/full"]
     costs = {"t_full_ms": 1e3 * full, "t_fairseq_step_ms": 1e3 * t["fairseq_step"],
              "c": {name: t[f"step/{name}"] / full for name in drafts},
              "v": {str(k): t[f"verify/{k}"] / full for k in ks},
              "layers": drafts}
     result = {"benchmark": "speculative", "checkpoint": args.checkpoint, "context": args.context,
+              "source_tokens": args.source_tokens if hasattr(model, "encoder") else None,
               "repeats": args.repeats, "num_layers": n, "costs": costs, "quiet": quiet,
               "others_cpu_share": round(mon.share, 3), "machine": common.machine_info(1)}
     if args.alpha_json:

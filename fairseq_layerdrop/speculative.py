@@ -92,14 +92,20 @@ def parallel_argmax(decoder: nn.Module, prompt: Tensor, continuation: Tensor, en
 
 
 @torch.no_grad()
-def extend_cached(decoder: nn.Module, tokens: Tensor, n_new: int, state: dict) -> Tensor:
+def extend_cached(decoder: nn.Module, tokens: Tensor, n_new: int, state: dict, encoder_out=None) -> Tensor:
     """Logits (1 x n_new x V) of the last ``n_new`` of ``tokens`` (1 x L) in ONE forward, reading
     the first ``L - n_new`` from the KV cache ``state`` and appending the new ones to it.
 
     The verify step of speculative decoding. fairseq's own incremental forward takes one token
     per call and no causal mask, so this repeats its embedding and output steps (the order of
     ``TransformerDecoderBase.extract_features_scriptable``, eval mode) around the layer calls.
+    A translation decoder reads ``encoder_out`` (the encoder's output dict) in every layer.
     """
+    enc = padding = None
+    if encoder_out is not None and len(encoder_out["encoder_out"]) > 0:
+        enc = encoder_out["encoder_out"][0]
+    if encoder_out is not None and len(encoder_out["encoder_padding_mask"]) > 0:
+        padding = encoder_out["encoder_padding_mask"][0]
     length = tokens.size(1)
     x = decoder.embed_scale * decoder.embed_tokens(tokens[:, -n_new:])
     if decoder.project_in_dim is not None:
@@ -112,7 +118,7 @@ def extend_cached(decoder: nn.Module, tokens: Tensor, n_new: int, state: dict) -
     # new token i (position L - n_new + i) sees the cache and new tokens 0..i
     mask = torch.triu(x.new_full((n_new, length), float("-inf")), diagonal=length - n_new + 1)
     for layer in decoder.layers:
-        x = layer(x, None, None, state, self_attn_mask=mask)[0]
+        x = layer(x, enc, padding, state, self_attn_mask=mask)[0]
     if decoder.layer_norm is not None:
         x = decoder.layer_norm(x)
     if decoder.project_out_dim is not None:
@@ -120,14 +126,19 @@ def extend_cached(decoder: nn.Module, tokens: Tensor, n_new: int, state: dict) -
     return decoder.output_layer(x.transpose(0, 1))
 
 
-def truncate_cache(state: dict, length: int) -> None:
-    """Forget cached keys and values after the first ``length`` positions (rejected drafts)."""
-    for buffers in state.values():
+def truncate_cache(decoder: nn.Module, state: dict, length: int) -> None:
+    """Forget the self-attention keys and values after the first ``length`` positions (rejected
+    drafts). The encoder-attention buffers of a translation decoder (the source) stay whole."""
+    for layer in decoder.layers:
+        buffers = layer.self_attn._get_input_buffer(state)  # fairseq's own accessor of a layer's cache
+        if not buffers:
+            continue
         for name in ("prev_key", "prev_value"):  # B x heads x L x head_dim
             if buffers.get(name) is not None:
                 buffers[name] = buffers[name][:, :, :length]
         if buffers.get("prev_key_padding_mask") is not None:  # B x L
             buffers["prev_key_padding_mask"] = buffers["prev_key_padding_mask"][:, :length]
+        layer.self_attn._set_input_buffer(state, buffers)
 
 
 def repeated_bigrams(prompt: Tensor, continuation: Tensor) -> Tensor:

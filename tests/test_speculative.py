@@ -241,7 +241,7 @@ def test_verify_step_with_the_cache_matches_the_parallel_forward(lm, prompts):
     state = {}
     prefill = sp.extend_cached(decoder, seq[:, :10], 10, state)  # empty cache: a causal forward
     verify = sp.extend_cached(decoder, seq[:, :14], 4, state)  # 4 new tokens on a cache of 10
-    sp.truncate_cache(state, 11)  # 3 of them rejected
+    sp.truncate_cache(decoder, state, 11)  # 3 of them rejected
     again = sp.extend_cached(decoder, seq[:, :13], 2, state)
     for ours, ref in ((prefill, full[:, :10]), (verify, full[:, 10:14]), (again, full[:, 11:13])):
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
@@ -309,3 +309,25 @@ def test_script_on_a_translation_model(mt, mt_data, tmp_path, capsys):
     assert result["setup"]["prompt_tokens"] == 1 and len(result["continuations"]) == 3
     assert all(1 <= len(c) <= 6 for c in result["continuations"])
     assert result["full_parallel"]["alpha"] == 1.0 and "every-other/2" in result["drafts"]
+
+
+def test_translation_verify_step_reads_the_source_and_keeps_its_cache(mt):
+    model, _cfg, task = mt
+    task.load_dataset("test")
+    src = task.dataset("test")[0]["source"].view(1, -1)
+    assert src.size(1) > 4  # longer than the cut below, or a cut of the source's keys would go unseen
+    with torch.no_grad():
+        encoded = model.encoder(src, src_lengths=torch.tensor([src.size(1)]))
+    seq = torch.randint(4, len(model.decoder.dictionary), (1, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = model.decoder(seq, encoder_out=encoded)[0]
+    state = {}
+    prefill = sp.extend_cached(model.decoder, seq[:, :3], 3, state, encoded)  # shorter than the source
+    verify = sp.extend_cached(model.decoder, seq[:, :8], 5, state, encoded)
+    sp.truncate_cache(model.decoder, state, 4)  # 4 of the 5 rejected: the source's keys must stay whole
+    enc_keys = [layer.encoder_attn._get_input_buffer(state)["prev_key"] for layer in model.decoder.layers]
+    assert all(k.size(2) == src.size(1) for k in enc_keys)
+    assert all(layer.self_attn._get_input_buffer(state)["prev_key"].size(2) == 4 for layer in model.decoder.layers)
+    again = sp.extend_cached(model.decoder, seq[:, :12], 8, state, encoded)
+    for ours, ref in ((prefill, full[:, :3]), (verify, full[:, 3:8]), (again, full[:, 4:12])):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
