@@ -158,11 +158,12 @@ sweep() {
   unlock
 }
 
-# alpha NAME DEPTHS STRATEGIES: issue 13's acceptance rates of NAME's drafts along its full-depth
-# greedy continuations of 100 test prompts (32 tokens, 32 new; scripts/speculative_alpha.py) into
+# alpha NAME DEPTHS STRATEGIES [NEW]: issue 13's acceptance rates of NAME's drafts along its
+# full-depth greedy continuations of 100 test prompts (32 tokens, NEW new, default 32; a translation
+# model's prompts are the first 100 test sources; scripts/speculative_alpha.py) into
 # $OUT/alpha/NAME.json, once; left to the worker that trains NAME if it is still training
 alpha() {
-  local name=$1 out="$OUT/alpha/$1.json"
+  local name=$1 out="$OUT/alpha/$1.json" new=${4:-32}
   mkdir -p "$OUT/alpha"
   if [[ -f "$out" ]] || ! trained "$name"; then return; fi
   if [[ ! -f "$OUT/ckpt/$name/checkpoint_best.pt" ]]; then log "alpha $name: no checkpoint here"; return; fi
@@ -170,7 +171,7 @@ alpha() {
   if [[ ! -f "$out" ]]; then
     log "alpha $name ($3 at depths $2)"
     "$BIN/python" scripts/speculative_alpha.py "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" --depths "$2" \
-      --strategies "$3" --prompts 100 --prompt-tokens 32 --new-tokens 32 -o "$out" >&2
+      --strategies "$3" --prompts 100 --prompt-tokens 32 --new-tokens "$new" -o "$out" >&2
   fi
   unlock
 }

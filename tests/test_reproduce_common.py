@@ -146,6 +146,27 @@ def test_alpha_waits_for_nothing_and_needs_the_checkpoint(tmp_path):
     assert not (tmp_path / "out" / "alpha" / "a.json").exists()
 
 
+def test_alpha_measures_a_trained_model_once_with_its_settings(tmp_path):
+    """The measurement gets the depths, strategies and number of new tokens (32 unless given), and
+    runs once per model: a second call finds its JSON."""
+    for name in ("a", "b"):
+        ckpt = tmp_path / "out" / "ckpt" / name
+        ckpt.mkdir(parents=True)
+        (ckpt / ".done").touch()
+        (ckpt / "checkpoint_best.pt").touch()
+    (tmp_path / "bin").mkdir()
+    fake = '#!/bin/sh\necho "$@" >> "$FAKE_EVENTS"\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && echo {} > "$2"; shift; done\n'
+    (tmp_path / "bin" / "python").write_text(fake)
+    (tmp_path / "bin" / "python").chmod(0o755)
+    out = run_queue(tmp_path, "9.0", "alpha a 1,2 first 64; alpha a 1,2 first 64; alpha b 3 every-other,first")
+    assert out.returncode == 0, out.stderr
+    calls = (tmp_path / "events").read_text().splitlines()
+    assert len(calls) == 2, calls
+    assert "ckpt/a/checkpoint_best.pt" in calls[0] and "--depths 1,2 --strategies first" in calls[0]
+    assert "--new-tokens 64" in calls[0] and "--new-tokens 32" in calls[1] and "--strategies every-other,first" in calls[1]
+    assert (tmp_path / "out" / "alpha" / "a.json").read_text().strip() == "{}"
+
+
 def test_publish_copies_finished_runs_and_snapshots_running_ones(tmp_path):
     res = tmp_path / "res"
     jobs = "TRAIN=(--patience 3); EVAL=(--task lm); model a A all"
