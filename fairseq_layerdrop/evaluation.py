@@ -4,7 +4,7 @@ BLEU comes from ``fairseq-generate --scoring sacrebleu``; we also re-score the
 detokenized hypotheses with sacrebleu's API to report its signature, and check
 that the two numbers agree (:func:`check_bleu_agrees`). Perplexity comes from
 ``fairseq-eval-lm``; ROUGE-1/2/L from Google's ``rouge-score`` package on the
-generated summaries. Speeds are the ones the tools print (sentences/s, tokens/s).
+generated summaries; how varied generated outputs are from :func:`output_diversity`. Speeds are the ones the tools print (sentences/s, tokens/s).
 
 Every tool (fairseq's and ours) is started here, as ``python -m MODULE`` with this
 interpreter (:func:`tool_command`): that works wherever pip put the console scripts
@@ -129,6 +129,21 @@ def rouge_scores(hyps: List[str], refs: List[str]) -> Dict[str, float]:
             totals[key] += value.fmeasure
     n = max(len(hyps), 1)
     return {key: round(100 * value / n, 2) for key, value in totals.items()}
+
+
+def output_diversity(hyps: List[str]) -> Dict[str, float]:
+    """How varied the outputs are: a degenerate model (one summary for every input) shows at once.
+
+    ``distinct_outputs``: distinct hypotheses / hypotheses; ``top_output_share``: the share of the
+    most frequent hypothesis (1.0 = a constant output).
+    """
+    if not hyps:
+        return {"distinct_outputs": None, "top_output_share": None}
+    counts: Dict[str, int] = {}
+    for hyp in hyps:
+        counts[hyp] = counts.get(hyp, 0) + 1
+    return {"distinct_outputs": round(len(counts) / len(hyps), 4),
+            "top_output_share": round(max(counts.values()) / len(hyps), 4)}
 
 
 def generate(ckpt: str, data: str, subset: str = "test", beam: int = 5, max_tokens: int = 4096,

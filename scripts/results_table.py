@@ -8,7 +8,8 @@ import re
 import statistics
 
 COLUMNS = [("label", "model"), ("depth", "layers kept"), ("bleu", "BLEU"), ("rouge1", "R-1"),
-           ("rouge2", "R-2"), ("rougeL", "R-L"), ("ppl", "ppl"), ("params", "params"),
+           ("rouge2", "R-2"), ("rougeL", "R-L"), ("ppl", "ppl"), ("distinct_outputs", "distinct outputs"),
+           ("top_output_share", "top output share"), ("params", "params"),
            ("file_mb", "MB"), ("sentences_per_s", "sent/s"), ("tokens_per_s", "tok/s")]
 
 

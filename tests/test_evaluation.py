@@ -57,6 +57,13 @@ def test_rouge_identical_and_disjoint():
     assert evaluation.rouge_scores(["dog"], ["the cat sat"])["rouge1"] == 0.0
 
 
+def test_output_diversity_finds_a_constant_output():
+    assert evaluation.output_diversity(["a b", "a b", "a b", "a b"]) == {"distinct_outputs": 0.25,
+                                                                        "top_output_share": 1.0}
+    assert evaluation.output_diversity(["a", "b", "a", "c"]) == {"distinct_outputs": 0.75, "top_output_share": 0.5}
+    assert evaluation.output_diversity([]) == {"distinct_outputs": None, "top_output_share": None}
+
+
 def test_failed_tool_raises_one_line_error(tmp_path):
     with pytest.raises(evaluation.EvalError, match=r"fairseq-eval-lm failed \(exit"):
         evaluation.run_tool("fairseq-eval-lm", [tmp_path / "missing-data", "--path", tmp_path / "x.pt"])

@@ -99,6 +99,7 @@ def evaluate(args, ckpt: Path, plain_config: bool = True) -> dict:
                               args.post_process, extra, args.threads)
     if args.task == "summarization":
         res.update(evaluation.rouge_scores(res["hyps"], res["refs"]))
+    res.update(evaluation.output_diversity(res["hyps"]))
     res.pop("hyps"), res.pop("refs")
     return res
 
