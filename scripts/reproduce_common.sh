@@ -144,7 +144,7 @@ trained() {
 sweep() {
   local spec=$1 name=${1%%:*} dir="$OUT/sweeps/${1//:/_}" label=$2 depths=$3; shift 3
   mkdir -p "$dir"
-  if [[ -f "$dir/.done" ]]; then log "sweep $name: done before"; return; fi
+  if [[ -f "$dir/.done" ]]; then log "sweep ${spec//:/ }: done before"; return; fi
   if [[ "$spec" == "$name" ]] && committed "$name"; then
     cp "$RESULTS/$name.json" "$dir/sweep.json"; touch "$dir/.done"; log "sweep $name: committed"; return
   fi
