@@ -314,7 +314,8 @@ def test_script_on_a_translation_model(mt, mt_data, tmp_path, capsys):
 def test_translation_verify_step_reads_the_source_and_keeps_its_cache(mt):
     model, _cfg, task = mt
     task.load_dataset("test")
-    src = task.dataset("test")[0]["source"].view(1, -1)
+    data = task.dataset("test")
+    src = max((data[i]["source"] for i in range(len(data))), key=len).view(1, -1)  # the longest source
     assert src.size(1) > 4  # longer than the cut below, or a cut of the source's keys would go unseen
     with torch.no_grad():
         encoded = model.encoder(src, src_lengths=torch.tensor([src.size(1)]))
