@@ -4,7 +4,8 @@ BLEU comes from ``fairseq-generate --scoring sacrebleu``; we also re-score the
 detokenized hypotheses with sacrebleu's API to report its signature, and check
 that the two numbers agree (:func:`check_bleu_agrees`). Perplexity comes from
 ``fairseq-eval-lm``; ROUGE-1/2/L from Google's ``rouge-score`` package on the
-generated summaries; how varied generated outputs are from :func:`output_diversity`. Speeds are the ones the tools print (sentences/s, tokens/s).
+generated summaries; how varied the generated outputs are from :func:`output_diversity`.
+Speeds are the ones the tools print (sentences/s, tokens/s).
 
 Every tool (fairseq's and ours) is started here, as ``python -m MODULE`` with this
 interpreter (:func:`tool_command`): that works wherever pip put the console scripts
@@ -15,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from typing import Dict, List, Sequence, Tuple
 
 # console script -> the module it runs (fairseq's from its setup.py entry points, ours from ours)
@@ -139,9 +141,7 @@ def output_diversity(hyps: List[str]) -> Dict[str, float]:
     """
     if not hyps:
         return {"distinct_outputs": None, "top_output_share": None}
-    counts: Dict[str, int] = {}
-    for hyp in hyps:
-        counts[hyp] = counts.get(hyp, 0) + 1
+    counts = Counter(hyps)
     return {"distinct_outputs": round(len(counts) / len(hyps), 4),
             "top_output_share": round(max(counts.values()) / len(hyps), 4)}
 
