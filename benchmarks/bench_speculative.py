@@ -104,6 +104,12 @@ def speedups(alpha_result: dict, costs: dict, ks: list) -> dict:
     return out
 
 
+def refuse(message: str) -> int:
+    """A bad request: one line on stderr, exit status 2, nothing measured or written."""
+    print(f"bench_speculative.py: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
@@ -118,9 +124,14 @@ def main(argv=None) -> int:
     p.add_argument("--alpha-json", help="output of scripts/speculative_alpha.py for the same checkpoint")
     p.add_argument("-o", "--out")
     args = p.parse_args(argv)
+    if args.source_tokens < 1:
+        return refuse(f"--source-tokens must be at least 1, got {args.source_tokens}")
     common.set_threads(1)
     quiet = common.wait_for_quiet(args.max_wait)
     model = load(args.checkpoint, args.data)
+    if hasattr(model, "encoder") and args.source_tokens > model.encoder.max_positions():
+        return refuse(f"--source-tokens {args.source_tokens} exceeds the encoder's {model.encoder.max_positions()} "
+                      "positions")
     decoder, ks = model.decoder, [int(k) for k in args.ks.split(",")]
     n = len(decoder.layers)
     logits, mean = sp.learned_rates_of(decoder)

@@ -3,6 +3,8 @@ import copy
 import importlib.util
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import fairseq  # noqa: F401  (first: the plugin registers with it)
@@ -332,3 +334,17 @@ def test_translation_verify_step_reads_the_source_and_keeps_its_cache(mt):
     again = sp.extend_cached(model.decoder, seq[:, :12], 8, state, encoded)
     for ours, ref in ((prefill, full[:, :3]), (verify, full[:, 3:8]), (again, full[:, 4:12])):
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("tokens,message", [("0", "--source-tokens must be at least 1, got 0"),
+                                            ("5000", "--source-tokens 5000 exceeds the encoder's")])
+def test_cost_benchmark_refuses_a_bad_source_length(mt, mt_data, tmp_path, tokens, message):
+    model, cfg, _task = mt
+    ckpt = save(model, cfg, tmp_path / "mt.pt")
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_speculative.py"
+    out = subprocess.run([sys.executable, str(bench), str(ckpt), str(mt_data), "--source-tokens", tokens,
+                          "--max-wait", "0", "-o", str(tmp_path / "costs.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert [line for line in out.stderr.splitlines() if "error" in line] == [out.stderr.strip().splitlines()[-1]]
+    assert not (tmp_path / "costs.json").exists()
