@@ -15,7 +15,6 @@ from the replayed tokens per verify step. Needs a quiet machine (it waits up to 
     .venv/bin/python benchmarks/bench_speculative.py CHECKPOINT DATA_BIN --depths 2,4,6 \\
         --strategies every-other,first --ks 1,2,3,4 --alpha-json alpha.json -o results/speculative.json
 """
-import argparse
 import json
 import sys
 import time
@@ -25,7 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from fairseq_layerdrop import speculative as sp  # noqa: E402
+from fairseq_layerdrop.cli.boundary import OneLineParser, choice_list, int_list, nonnegative_float, positive_int  # noqa: E402
+from fairseq_layerdrop.errors import one_line, show  # noqa: E402
 from fairseq_layerdrop.subnetwork import only_layers  # noqa: E402
+
+PROG = "bench_speculative.py"
 
 
 def load(checkpoint: str, data: str):
@@ -106,37 +109,66 @@ def speedups(alpha_result: dict, costs: dict, ks: list) -> dict:
 
 def refuse(message: str) -> int:
     """A bad request: one line on stderr, exit status 2, nothing measured or written."""
-    print(f"bench_speculative.py: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
     return 2
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv):
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("data", help="binarized data directory of the checkpoint (its dictionary)")
-    p.add_argument("--depths", default="2,4,6")
-    p.add_argument("--strategies", default="every-other,first")
-    p.add_argument("--ks", default="1,2,3,4", help="drafted tokens per verify step")
-    p.add_argument("--context", type=int, default=48, help="tokens in the KV cache when timing")
-    p.add_argument("--source-tokens", type=int, default=24, help="source length (translation models)")
-    p.add_argument("--repeats", type=int, default=200)
-    p.add_argument("--max-wait", type=float, default=1800, help="seconds to wait for a quiet machine")
+    p.add_argument("--depths", type=int_list, default=[2, 4, 6])
+    p.add_argument("--strategies", type=choice_list(sp.STRATEGIES, "strategy"), default=["every-other", "first"])
+    p.add_argument("--ks", type=int_list, default=[1, 2, 3, 4], help="drafted tokens per verify step")
+    p.add_argument("--context", type=positive_int, default=48, help="tokens in the KV cache when timing")
+    p.add_argument("--source-tokens", type=positive_int, default=24, help="source length (translation models)")
+    p.add_argument("--repeats", type=positive_int, default=200)
+    p.add_argument("--max-wait", type=nonnegative_float, default=1800, help="seconds to wait for a quiet machine")
     p.add_argument("--alpha-json", help="output of scripts/speculative_alpha.py for the same checkpoint")
     p.add_argument("-o", "--out")
-    args = p.parse_args(argv)
-    if args.source_tokens < 1:
-        return refuse(f"--source-tokens must be at least 1, got {args.source_tokens}")
-    common.set_threads(1)
-    quiet = common.wait_for_quiet(args.max_wait)
-    model = load(args.checkpoint, args.data)
+    return p.parse_args(argv)
+
+
+def read_alpha(path):
+    """The alpha JSON as a dict, or ``ValueError`` (one line) if it cannot be read or has no drafts."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--alpha-json {show(path)}: {type(err).__name__}: {err}") from None
+    if not isinstance(result, dict) or not isinstance(result.get("drafts"), dict):
+        raise ValueError(f"--alpha-json {show(path)} is not an output of scripts/speculative_alpha.py (no drafts)")
+    return result
+
+
+def check_model(args, model) -> dict:
+    """The drafts ``{strategy/depth: layers}`` of the request, or ``ValueError`` / ``PruneError``
+    (one line) if the request does not fit the model's layers or positions."""
+    decoder = model.decoder
+    need = args.context + max(args.ks) + 1
+    if need > decoder.max_positions():
+        raise ValueError(f"--context {args.context} + the largest of --ks {max(args.ks)} + 1 = {need} exceeds the "
+                         f"decoder's {decoder.max_positions()} positions")
     if hasattr(model, "encoder") and args.source_tokens > model.encoder.max_positions():
-        return refuse(f"--source-tokens {args.source_tokens} exceeds the encoder's {model.encoder.max_positions()} "
-                      "positions")
-    decoder, ks = model.decoder, [int(k) for k in args.ks.split(",")]
-    n = len(decoder.layers)
-    logits, mean = sp.learned_rates_of(decoder)
-    drafts = {f"{s}/{e}": sp.draft_layers(n, int(e), s, logits, mean)
-              for s in args.strategies.split(",") for e in args.depths.split(",")}
+        raise ValueError(f"--source-tokens {args.source_tokens} exceeds the encoder's {model.encoder.max_positions()} "
+                         "positions")
+    return sp.drafts_of(decoder, args.depths, args.strategies)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        alpha = read_alpha(args.alpha_json) if args.alpha_json else None
+        if not Path(args.checkpoint).is_file():
+            raise ValueError(f"no checkpoint file {show(args.checkpoint)}")
+        if not any(Path(args.data).glob("dict.*txt")):
+            raise ValueError(f"{show(args.data)} is not a binarized data directory (no dict.txt)")
+        common.set_threads(1)
+        model = load(args.checkpoint, args.data)
+        drafts = check_model(args, model)
+    except (ValueError, OSError) as err:  # PruneError is a ValueError
+        return refuse(str(err))
+    quiet = common.wait_for_quiet(args.max_wait)
+    decoder, ks = model.decoder, args.ks
     with common.CpuMonitor() as mon:
         t = measure(decoder, drafts, ks, args.context, args.repeats, decoder.embed_tokens.num_embeddings,
                     encode_source(model, args.source_tokens))
@@ -147,10 +179,10 @@ def main(argv=None) -> int:
              "layers": drafts}
     result = {"benchmark": "speculative", "checkpoint": args.checkpoint, "context": args.context,
               "source_tokens": args.source_tokens if hasattr(model, "encoder") else None,
-              "repeats": args.repeats, "num_layers": n, "costs": costs, "quiet": quiet,
+              "repeats": args.repeats, "num_layers": len(decoder.layers), "costs": costs, "quiet": quiet,
               "others_cpu_share": round(mon.share, 3), "machine": common.machine_info(1)}
-    if args.alpha_json:
-        result["speedup"] = speedups(json.loads(Path(args.alpha_json).read_text()), costs, ks)
+    if alpha is not None:
+        result["speedup"] = speedups(alpha, costs, ks)
     common.write_result(result, "speculative", args.out)
     return 0
 

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from fairseq_layerdrop.errors import PruneError
 from fairseq_layerdrop.pruning import LEARNED_SUFFIX, check_depth, every_other, learned_keep
 from fairseq_layerdrop.subnetwork import only_layers
 
@@ -52,6 +53,17 @@ def draft_layers(num_layers: int, depth: int, strategy: str, learned_logits: Opt
         state = {} if learned_logits is None else {"decoder" + LEARNED_SUFFIX: learned_logits}
         return learned_keep(state, "decoder", depth, mean_rate)
     raise ValueError(f"unknown draft strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+
+
+def drafts_of(decoder: nn.Module, depths: Sequence[int], strategies: Sequence[str]) -> Dict[str, List[int]]:
+    """``{"strategy/depth": layers}`` of every requested draft of ``decoder``; ``PruneError`` (one
+    line, naming ``--depths``) for a depth outside ``1..layers``, or learned rates that are missing."""
+    num_layers = len(decoder.layers)
+    bad = [e for e in depths if not 1 <= e <= num_layers]
+    if bad:
+        raise PruneError(f"--depths: {bad[0]} is outside 1..{num_layers} (the model's decoder layers)")
+    logits, mean = learned_rates_of(decoder)
+    return {f"{s}/{e}": draft_layers(num_layers, e, s, logits, mean) for s in strategies for e in depths}
 
 
 def learned_rates_of(decoder: nn.Module):

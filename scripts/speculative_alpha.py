@@ -12,14 +12,14 @@ until it emits end-of-sentence, at most T tokens; only the decoder is drafted. E
 per-position alpha, tokens per verify step for k = 1..8 and the continuations. Every bad input
 is one line ``speculative_alpha.py: error: ...`` and exit status 2.
 """
-import argparse
 import sys
 import time
 from pathlib import Path
 
+from fairseq_layerdrop.cli.boundary import OneLineParser, choice_list, int_list, positive_int
 from fairseq_layerdrop.errors import PruneError, one_line, show
 from fairseq_layerdrop.result_files import write_json
-from fairseq_layerdrop.speculative import STRATEGIES
+from fairseq_layerdrop.speculative import STRATEGIES, drafts_of
 
 PROG = "speculative_alpha.py"
 TASKS = ("language_modeling", "translation")
@@ -29,43 +29,16 @@ class UsageError(Exception):
     """A bad input; the message is one line."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are the same single line as every other bad input."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
-
-
-def _int_list(text: str) -> list:
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {show(repr(text))}") from None
-
-
-def _strategy_list(text: str) -> list:
-    bad = [s for s in text.split(",") if s not in STRATEGIES]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown strategy {show(repr(bad[0]))} (known: {', '.join(STRATEGIES)})")
-    return text.split(",")
-
-
-def _positive(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {show(repr(text))}")
-    return int(text)
-
-
 def parse_args(argv):
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="fairseq language-model checkpoint (.pt)")
     p.add_argument("data", type=Path, help="binarized data directory (dict.txt, SUBSET.bin/.idx)")
-    p.add_argument("--depths", type=_int_list, default=[2, 4, 6], help="draft depths E (default 2,4,6)")
-    p.add_argument("--strategies", type=_strategy_list, default=["every-other", "first"],
+    p.add_argument("--depths", type=int_list, default=[2, 4, 6], help="draft depths E (default 2,4,6)")
+    p.add_argument("--strategies", type=choice_list(STRATEGIES, "strategy"), default=["every-other", "first"],
                    help=f"draft layer choices, from {', '.join(STRATEGIES)} (default every-other,first)")
-    p.add_argument("--prompts", type=_positive, default=100, help="number of prompts N (default 100)")
-    p.add_argument("--prompt-tokens", type=_positive, default=32, help="prompt length P (default 32)")
-    p.add_argument("--new-tokens", type=_positive, default=32, help="greedy tokens T per prompt (default 32)")
+    p.add_argument("--prompts", type=positive_int, default=100, help="number of prompts N (default 100)")
+    p.add_argument("--prompt-tokens", type=positive_int, default=32, help="prompt length P (default 32)")
+    p.add_argument("--new-tokens", type=positive_int, default=32, help="greedy tokens T per prompt (default 32)")
     p.add_argument("--subset", default="test", help="data subset of the prompts (default test)")
     p.add_argument("-o", "--output", type=Path, help="write the full results as JSON here")
     args = p.parse_args(argv)
@@ -132,17 +105,6 @@ def sources_of(model, dataset, n: int) -> tuple:
     return prompts, encoded
 
 
-def drafts_of(model, depths, strategies) -> dict:
-    from fairseq_layerdrop.speculative import draft_layers, learned_rates_of
-
-    num_layers = len(model.decoder.layers)
-    bad = [e for e in depths if not 1 <= e <= num_layers]
-    if bad:
-        raise UsageError(f"--depths: {bad[0]} is outside 1..{num_layers} (the model's decoder layers)")
-    logits, mean = learned_rates_of(model.decoder)
-    return {f"{s}/{e}": draft_layers(num_layers, e, s, logits, mean) for s in strategies for e in depths}
-
-
 def table(result: dict) -> str:
     rows = ["| draft | layers | alpha | alpha (repeated bigram) | alpha (novel) | tokens/step k=2 | k=4 |",
             "|---|---|---|---|---|---|---|"]
@@ -158,7 +120,7 @@ def run(args) -> dict:
     from fairseq_layerdrop.speculative import measure_alpha
 
     model, task = load(args)
-    drafts = drafts_of(model, args.depths, args.strategies)
+    drafts = drafts_of(model.decoder, args.depths, args.strategies)
     prompt_length = 1 if hasattr(model, "encoder") else args.prompt_tokens  # translation: end-of-sentence
     if prompt_length + args.new_tokens - 1 > model.decoder.max_positions():
         raise UsageError(f"prompt + --new-tokens - 1 = {prompt_length + args.new_tokens - 1} exceeds "

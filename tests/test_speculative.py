@@ -3,8 +3,6 @@ import copy
 import importlib.util
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import fairseq  # noqa: F401  (first: the plugin registers with it)
@@ -336,15 +334,73 @@ def test_translation_verify_step_reads_the_source_and_keeps_its_cache(mt):
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("tokens,message", [("0", "--source-tokens must be at least 1, got 0"),
-                                            ("5000", "--source-tokens 5000 exceeds the encoder's")])
-def test_cost_benchmark_refuses_a_bad_source_length(mt, mt_data, tmp_path, tokens, message):
+def run_bench(argv):
+    """``main(argv)`` of benchmarks/bench_speculative.py in this process; its exit status."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_speculative.py"
+    spec = importlib.util.spec_from_file_location("bench_speculative", bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        return module.main([str(a) for a in argv])
+    except SystemExit as done:
+        return done.code
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--source-tokens", "0"], "argument --source-tokens: expected a positive integer, got '0'"),
+    (["--source-tokens", "5000"], "--source-tokens 5000 exceeds the encoder's"),
+    (["--context", "5000"], "--context 5000 + the largest of --ks 4 + 1 = 5005 exceeds the decoder's"),
+    (["--ks", "1,x"], "argument --ks: expected comma-separated positive integers, got '1,x'"),
+    (["--ks", "0"], "argument --ks: expected comma-separated positive integers"),
+    (["--repeats", "-3"], "argument --repeats: expected a positive integer"),
+    (["--max-wait", "nan"], "argument --max-wait: expected a finite number >= 0"),
+    (["--depths", "2,9"], f"--depths: 9 is outside 1..{LAYERS}"),
+    (["--strategies", "middle"], "argument --strategies: unknown strategy 'middle'"),
+    (["--strategies", "learned", "--depths", "2"], "no learned decoder rates"),
+    (["--alpha-json", "{tmp}/none.json"], "--alpha-json"),
+    (["--alpha-json", "{tmp}/list.json"], "is not an output of scripts/speculative_alpha.py"),
+    (["--bogus"], "unrecognized arguments: --bogus")])
+def test_cost_benchmark_refuses_bad_input_before_measuring(argv, message, mt, mt_data, tmp_path, capsys):
     model, cfg, _task = mt
     ckpt = save(model, cfg, tmp_path / "mt.pt")
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_speculative.py"
-    out = subprocess.run([sys.executable, str(bench), str(ckpt), str(mt_data), "--source-tokens", tokens,
-                          "--max-wait", "0", "-o", str(tmp_path / "costs.json")],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert [line for line in out.stderr.splitlines() if "error" in line] == [out.stderr.strip().splitlines()[-1]]
+    (tmp_path / "list.json").write_text("[]")
+    out = tmp_path / "costs.json"
+    code = run_bench([ckpt, mt_data, *[a.format(tmp=tmp_path) for a in argv], "--max-wait", "0", "-o", out])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert [line for line in err if "error" in line] == [err[-1]] and err[-1].startswith("bench_speculative.py: error: ")
+    assert message in err[-1]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("which,message", [("checkpoint", "no checkpoint file"),
+                                           ("data", "is not a binarized data directory")])
+def test_cost_benchmark_refuses_missing_files(which, message, mt_data, tmp_path, capsys):
+    paths = {"checkpoint": tmp_path / "none.pt", "data": mt_data}
+    if which == "data":
+        paths = {"checkpoint": tmp_path / "x.pt", "data": tmp_path}
+        paths["checkpoint"].write_bytes(b"not read")
+    code = run_bench([paths["checkpoint"], paths["data"], "--max-wait", "0", "-o", tmp_path / "costs.json"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
     assert not (tmp_path / "costs.json").exists()
+
+
+def test_cost_benchmark_writes_costs_and_speedups(mt, mt_data, tmp_path, capsys):
+    model, cfg, _task = mt
+    ckpt = save(model, cfg, tmp_path / "mt.pt")
+    alpha = {"drafts": {"every-other/2": {"alpha": 0.5, "tokens_per_step": {"1": 1.5, "2": 1.75}}}}
+    (tmp_path / "alpha.json").write_text(json.dumps(alpha))
+    out = tmp_path / "costs.json"
+    assert run_bench([ckpt, mt_data, "--depths", "2", "--strategies", "every-other", "--ks", "1,2", "--context", "4",
+                      "--source-tokens", "5", "--repeats", "3", "--max-wait", "0", "--alpha-json",
+                      tmp_path / "alpha.json", "-o", out]) == 0
+    result = json.loads(out.read_text())
+    costs = result["costs"]
+    assert costs["layers"] == {"every-other/2": [0, 2]} and result["source_tokens"] == 5
+    assert costs["c"]["every-other/2"] > 0 and set(costs["v"]) == {"1", "2"}
+    c, v1 = costs["c"]["every-other/2"], costs["v"]["1"]
+    s1 = result["speedup"]["every-other/2"]["1"]
+    assert s1["from_alpha"] == pytest.approx(sp.predicted_speedup(0.5, 1, c, v1))
+    assert s1["from_replay"] == pytest.approx(1.5 / (c + v1))
+    assert json.loads(capsys.readouterr().out) == result

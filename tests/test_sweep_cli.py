@@ -30,6 +30,24 @@ def test_unbalanced_quotes_and_unknown_strategy_are_usage_errors(capsys):
     assert "No closing quotation" in err and "invalid choice: 'every_other'" in err
 
 
+@pytest.mark.parametrize("bad,message", [
+    (["--beam", "0"], "argument --beam: expected a positive integer, got '0'"),
+    (["--max-tokens", "many"], "argument --max-tokens: expected a positive integer, got 'many'"),
+    (["--tokens-per-sample", "-1"], "argument --tokens-per-sample: expected a positive integer"),
+    (["--threads", "-2"], "argument --threads: expected a whole number >= 0, got '-2'"),
+    (["--task", "mt"], "argument --task: invalid choice: 'mt'")])
+def test_bad_numbers_are_one_line_usage_errors(bad, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.parse_args([*BASE, *bad])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("fairseq-layerdrop-sweep: error: ") and message in err
+
+
+def test_threads_zero_inherits():
+    assert sweep.parse_args([*BASE, "--threads", "0", "--beam", "3"]).threads == 0
+
+
 def test_without_matplotlib_the_plot_is_skipped_with_a_notice(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     assert sweep.plot(["rows"], tmp_path) is None

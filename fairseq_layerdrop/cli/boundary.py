@@ -12,8 +12,10 @@
   input was truncated by another process) cannot return to Python, so a C-level handler removes
   the named temporary files of :mod:`~fairseq_layerdrop.output_file`, writes the line and exits.
 
-Python warnings are silenced inside, so that they cannot add lines.
+Python warnings are silenced inside, so that they cannot add lines. :class:`OneLineParser` and
+the argparse types below give usage errors the same single line and exit status 2.
 """
+import argparse
 import contextlib
 import ctypes
 import os
@@ -25,10 +27,63 @@ import traceback
 import warnings
 
 from fairseq_layerdrop import output_file
-from fairseq_layerdrop.errors import CheckpointError, PruneError, one_line
+from fairseq_layerdrop.errors import CheckpointError, PruneError, one_line, show
 
 _TRAPPED = ("SIGINT", "SIGTERM", "SIGHUP")
 _state = {"signal": None, "bus_line": b""}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line ``<prog>: error: ...`` and exit 2 (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def _digits(text: str, least: int, expected: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) < least:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {show(repr(text))}")
+    return int(text)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 written in ASCII digits."""
+    return _digits(text, 1, "a positive integer")
+
+
+def whole_number(text: str) -> int:
+    """argparse type: a whole number >= 0 written in ASCII digits."""
+    return _digits(text, 0, "a whole number >= 0")
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (``inf`` and ``nan`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {show(repr(text))}")
+    return value
+
+
+def int_list(text: str) -> list:
+    """argparse type: comma-separated whole numbers >= 1 (``"2,4"`` -> ``[2, 4]``)."""
+    try:
+        return [positive_int(item.strip()) for item in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {show(repr(text))}") from None
+
+
+def choice_list(known, what: str):
+    """argparse type: comma-separated names from ``known`` (``what`` names them in the error)."""
+    def parse(text: str) -> list:
+        names = text.split(",")
+        bad = [name for name in names if name not in known]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {what} {show(repr(bad[0]))} (known: {', '.join(known)})")
+        return names
+    return parse
 
 
 class Interrupted(BaseException):

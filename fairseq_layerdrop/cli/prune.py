@@ -19,19 +19,12 @@ from tqdm import tqdm
 
 from fairseq_layerdrop import checkpoint_io, output_file, pruning, roberta_checks
 from fairseq_layerdrop.cli import boundary
-from fairseq_layerdrop.errors import PruneError, one_line, show
+from fairseq_layerdrop.errors import PruneError, show
 from fairseq_layerdrop.layer_keys import parse_index
 from fairseq_layerdrop.pruning import STACKS
 
 PROG = "fairseq-layerdrop-prune"
 STRATEGIES = ("every-other", "search-on-valid", "learned")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is the same single line as every other bad input."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def _index_type(kind: str, expected: str):
@@ -49,7 +42,7 @@ _count = _index_type("count", "a positive number")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Prune a LayerDrop-trained fairseq checkpoint to fewer layers; "
+    p = boundary.OneLineParser(prog=PROG, description="Prune a LayerDrop-trained fairseq checkpoint to fewer layers; "
                 "the output loads in stock fairseq-generate / fairseq-eval-lm with no extra flags.")
     p.add_argument("input", help="fairseq checkpoint to prune (never modified)")
     p.add_argument("output", nargs="?", help="where to write the pruned checkpoint (not needed with --dry-run)")

@@ -8,7 +8,6 @@ For every requested depth the checkpoint is pruned with ``fairseq-layerdrop-prun
     fairseq-layerdrop-sweep CKPT DATA_BIN --task translation --stack decoder \\
         --depths all --strategy every-other --out-dir sweeps/mt_p02 --label "p=0.2"
 """
-import argparse
 import csv
 import io
 import json
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from fairseq_layerdrop import evaluation, plotting
 from fairseq_layerdrop.checkpoint_stats import checkpoint_stats  # loads through the prune tool's loader
+from fairseq_layerdrop.cli.boundary import OneLineParser, positive_int, whole_number
 from fairseq_layerdrop.cli.prune import STRATEGIES
 from fairseq_layerdrop.errors import CheckpointError, one_line
 from fairseq_layerdrop.result_files import write_json, write_text
@@ -32,7 +32,7 @@ TASKS = ("translation", "summarization", "lm")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="full-depth checkpoint trained with LayerDrop (or not)")
     p.add_argument("data", help="fairseq-preprocess'ed data directory")
     p.add_argument("--task", choices=TASKS, required=True, help="which metric to compute")
@@ -46,13 +46,13 @@ def parse_args(argv):
     p.add_argument("--out-dir", required=True, help="where pruned models and results go")
     p.add_argument("--label", default=None, help="model name in the table and plot (default: file name)")
     p.add_argument("--subset", default="test", help="data split to evaluate")
-    p.add_argument("--beam", type=int, default=5, help="beam size for generation")
-    p.add_argument("--max-tokens", type=int, default=4096, help="tokens per evaluation batch")
-    p.add_argument("--tokens-per-sample", type=int, default=128, help="LM context (eval-lm)")
+    p.add_argument("--beam", type=positive_int, default=5, help="beam size for generation")
+    p.add_argument("--max-tokens", type=positive_int, default=4096, help="tokens per evaluation batch")
+    p.add_argument("--tokens-per-sample", type=positive_int, default=128, help="LM context (eval-lm)")
     p.add_argument("--post-process", default="sentencepiece", help="fairseq-generate --post-process")
     p.add_argument("--gen-args", default="", help="extra fairseq-generate / fairseq-eval-lm arguments "
                    "(one string, split like --prune-args)")
-    p.add_argument("--threads", type=int, default=0, help="OMP threads for evaluation (0: inherit)")
+    p.add_argument("--threads", type=whole_number, default=0, help="OMP threads for evaluation (0: inherit)")
     p.add_argument("--keep-models", action="store_true", help="keep the pruned checkpoints")
     args = p.parse_args(argv)
     try:
@@ -105,14 +105,14 @@ def evaluate(args, ckpt: Path, plain_config: bool = True) -> dict:
 
 
 def sweep(args) -> list:
-    layers = full_depths(args.checkpoint)  # a bad checkpoint is refused before anything is created
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    layers = full_depths(args.checkpoint)  # a bad checkpoint or request is refused before anything is created
     stacks = [s for s in (("encoder", "decoder") if args.stack == "both" else (args.stack,))]
     missing = [s for s in stacks if s not in layers]
     if missing:
         raise ValueError(f"the checkpoint has no {missing[0]} stack (it has: {', '.join(layers)})")
     depths = depth_list(args.depths, min(layers[s] for s in stacks))
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     label = args.label or Path(args.checkpoint).stem
     rows = []
     for depth in tqdm(depths, desc=f"{label}: depths", unit="depth", file=sys.stderr):
