@@ -8,7 +8,9 @@
 All three go through ``speculative.extend_cached`` (the same code path; fairseq's own one-token
 step is timed too, ``t_fairseq_step``, for reference). Each repeat times every operation once,
 interleaved, the cache cut back after each (``truncate_cache``); medians are reported. One
-thread, float32, CPU. With ``--alpha-json`` (from ``scripts/speculative_alpha.py``) the
+thread, float32, CPU. ``alpha_needed``: the acceptance rate each draft and k would need for a
+predicted speed-up of ``--target`` (costs do not depend on the weights, so a model of the right
+shape that is not trained yet already answers this). With ``--alpha-json`` (from ``scripts/speculative_alpha.py``) the
 predicted speed-up ``S(k)`` of every draft is added, both from alpha (independence assumed) and
 from the replayed tokens per verify step. Needs a quiet machine (it waits up to ``--max-wait``).
 
@@ -125,6 +127,8 @@ def parse_args(argv):
     p.add_argument("--repeats", type=positive_int, default=200)
     p.add_argument("--max-wait", type=nonnegative_float, default=1800, help="seconds to wait for a quiet machine")
     p.add_argument("--alpha-json", help="output of scripts/speculative_alpha.py for the same checkpoint")
+    p.add_argument("--target", type=nonnegative_float, default=1.25,
+                   help="report the alpha each draft and k needs for this predicted speed-up (issue 13's go: 1.25)")
     p.add_argument("-o", "--out")
     return p.parse_args(argv)
 
@@ -177,9 +181,11 @@ def main(argv=None) -> int:
              "c": {name: t[f"step/{name}"] / full for name in drafts},
              "v": {str(k): t[f"verify/{k}"] / full for k in ks},
              "layers": drafts}
+    costs["alpha_needed"] = {name: {str(k): sp.alpha_needed(k, costs["c"][name], costs["v"][str(k)], args.target)
+                                    for k in ks} for name in drafts}
     result = {"benchmark": "speculative", "checkpoint": args.checkpoint, "context": args.context,
               "source_tokens": args.source_tokens if hasattr(model, "encoder") else None,
-              "repeats": args.repeats, "num_layers": len(decoder.layers), "costs": costs, "quiet": quiet,
+              "repeats": args.repeats, "target": args.target, "num_layers": len(decoder.layers), "costs": costs, "quiet": quiet,
               "others_cpu_share": round(mon.share, 3), "machine": common.machine_info(1)}
     if alpha is not None:
         result["speedup"] = speedups(alpha, costs, ks)

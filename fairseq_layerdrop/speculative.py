@@ -22,6 +22,7 @@ continuation position with the full model's token.
 Plain torch: the decoder is any fairseq ``FairseqIncrementalDecoder`` whose ``layers`` is a
 module list and whose ``forward(tokens, incremental_state=...)`` returns ``(logits, extra)``.
 """
+import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -244,3 +245,18 @@ def predicted_speedup(alpha: float, k: int, c: float, v: float) -> float:
     ``k c + v`` (``c``: one draft step, ``v``: verifying k drafts + 1, both in full-step units)."""
     tokens = k + 1.0 if alpha >= 1.0 else (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
     return tokens / (k * c + v)
+
+
+def alpha_needed(k: int, c: float, v: float, target: float) -> Optional[float]:
+    """The smallest alpha with ``predicted_speedup(alpha, k, c, v) >= target`` (to 1e-4), or None
+    when even a draft that is always accepted (alpha = 1) falls short. S grows with alpha, so a
+    bisection finds it."""
+    if predicted_speedup(1.0, k, c, v) < target:
+        return None
+    if predicted_speedup(0.0, k, c, v) >= target:
+        return 0.0
+    low, high = 0.0, 1.0
+    while high - low > 1e-5:
+        mid = (low + high) / 2
+        low, high = (low, mid) if predicted_speedup(mid, k, c, v) >= target else (mid, high)
+    return min(1.0, math.ceil(high * 1e4) / 1e4)  # rounded up: the value returned still reaches the target

@@ -187,6 +187,18 @@ def test_predicted_speedup_formula():
     assert sp.predicted_speedup(1.0, 3, 0.25, 1.0) == pytest.approx(4 / 1.75)
 
 
+@pytest.mark.parametrize("k,c,v,target", [(1, 0.5, 1.0, 1.0), (3, 0.3, 1.2, 1.25), (2, 0.2, 1.1, 1.4)])
+def test_alpha_needed_is_where_the_predicted_speedup_reaches_the_target(k, c, v, target):
+    a = sp.alpha_needed(k, c, v, target)
+    assert 0 < a < 1
+    assert sp.predicted_speedup(a, k, c, v) >= target > sp.predicted_speedup(a - 1e-3, k, c, v)
+
+
+def test_alpha_needed_when_no_alpha_or_any_alpha_reaches_the_target():
+    assert sp.alpha_needed(1, 0.5, 1.0, 1.4) is None  # at most 2 tokens for 1.5 steps: 1.33
+    assert sp.alpha_needed(1, 0.1, 0.5, 1.25) == 0.0  # a verify so cheap that drafting cannot lose
+
+
 # -- the script -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint(lm, tmp_path_factory):
@@ -403,4 +415,6 @@ def test_cost_benchmark_writes_costs_and_speedups(mt, mt_data, tmp_path, capsys)
     s1 = result["speedup"]["every-other/2"]["1"]
     assert s1["from_alpha"] == pytest.approx(sp.predicted_speedup(0.5, 1, c, v1))
     assert s1["from_replay"] == pytest.approx(1.5 / (c + v1))
+    need = costs["alpha_needed"]["every-other/2"]["1"]
+    assert result["target"] == 1.25 and need == sp.alpha_needed(1, c, v1, 1.25)
     assert json.loads(capsys.readouterr().out) == result
