@@ -5,8 +5,10 @@
 # worker of each (WORKER=i bash scripts/reproduce_TASK.sh): it trains and sweeps what is left and
 # not held by the other worker, then moves on to the next queue instead of waiting, so both slots
 # stay busy until the last queue is done. Resumable like each queue: run it again after a stop.
-# A queue that fails is logged and the worker goes on. Results stay in work/; publish them with
-# PUBLISH=1 bash scripts/reproduce_TASK.sh (docs/results/README.md).
+# A queue that fails is logged and the worker goes on. When every worker is done, each queue runs
+# once more with one worker, which finds its runs done and writes its report ($OUT/results: table,
+# plots). Results stay in work/; publish them with PUBLISH=1 bash scripts/reproduce_TASK.sh
+# (docs/results/README.md).
 # Environment: JOBS (workers, default 2), and what each reproduce_TASK.sh reads.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,4 +33,9 @@ worker() {
 pids=()
 for ((i = 1; i <= JOBS; i++)); do worker "$i" & pids+=($!); done
 wait "${pids[@]}"
+for t in "${TASKS[@]}"; do  # the reports (a worker's run of a queue stops before its report)
+  JOBS=1 bash "$HERE/reproduce_$t.sh" && continue
+  rc=$?
+  echo "[$(date +%H:%M:%S)] report of $t failed (exit $rc)" >&2
+done
 echo "[$(date +%H:%M:%S)] queues done: ${TASKS[*]}" >&2

@@ -8,6 +8,10 @@
 # Parallel: JOBS=2 starts two workers of the same script (one thread each); they share the list
 # of trainings through lock files, so each model is trained once. A worker of the same script
 # can also be added by hand: WORKER=2 OMP_NUM_THREADS=1 bash scripts/reproduce_lm.sh
+# Environment of every reproduction (besides each script's own): JOBS (workers, default 1),
+# WORKER (run as worker N: train and sweep, no report), PUBLISH (copy finished results to RESULTS
+# instead of running), RESULTS (default docs/results/TASK), OUT (default work/reproduce_TASK),
+# BIN (default .venv/bin), PLATEAU_POLL (seconds between plateau checks, default 15), PLOT_YMAX.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

@@ -8,7 +8,8 @@
 # the self-speculative drafts of docs/speculative.md: p = 0.5 with an early-exit loss.
 #   JOBS=2 bash scripts/reproduce_lm.sh     # see docs/results/README.md for the measured wall time
 # Results in $OUT/results (table.md, training.md, depth_sweep.png, valid_curves.png).
-# Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, MAX_UPDATE, PATIENCE, JOBS.
+# Environment: DATA_SRC (raw text dir with train/valid/test.txt), MAX_UPDATE, PATIENCE, and those of
+# reproduce_common.sh (JOBS, OUT, PUBLISH, ...).
 source "$(dirname "$0")/reproduce_common.sh"
 paths lm data/embedded/lm_kernel
 once data bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"

@@ -7,7 +7,8 @@
 # for p = 0.2) and measures test BLEU (sacrebleu via fairseq-generate, beam 5, whole test split).
 #   JOBS=2 bash scripts/reproduce_mt.sh     # see docs/results/README.md for the measured wall time
 # Results in $OUT/results (table.md, training.md, depth_sweep.png, valid_curves.png).
-# Environment: DATA_SRC (dir with train/valid/test.en/.de), OUT, MAX_UPDATE, PATIENCE, JOBS.
+# Environment: DATA_SRC (dir with train/valid/test.en/.de), MAX_UPDATE, PATIENCE, and those of
+# reproduce_common.sh (JOBS, OUT, PUBLISH, ...).
 source "$(dirname "$0")/reproduce_common.sh"
 paths mt data/embedded/mt_en_de
 source scripts/recipes.sh

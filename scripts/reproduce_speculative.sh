@@ -9,7 +9,8 @@
 # The draft and verify costs c and v(k) are a benchmark, for a quiet machine afterwards:
 #   .venv/bin/python benchmarks/bench_speculative.py $OUT/ckpt/NAME/checkpoint_best.pt $OUT/data-bin ...
 #   JOBS=2 bash scripts/reproduce_speculative.sh
-# Environment: DATA_SRC (raw text dir with train/valid/test.txt), OUT, MAX_UPDATE, PATIENCE, JOBS.
+# Environment: DATA_SRC (raw text dir with train/valid/test.txt), MAX_UPDATE, PATIENCE, and those of
+# reproduce_common.sh (JOBS, OUT, PUBLISH, ...).
 source "$(dirname "$0")/reproduce_common.sh"
 paths speculative data/embedded/lm_kernel
 once data bash scripts/prepare_data.sh lm "$DATA_SRC" "$DATA_BIN"

@@ -9,7 +9,8 @@
 # English description index (fetched if missing); DATA_SRC=data/embedded/sum_debian uses the
 # shipped 7.5k-pair slice instead.
 #   JOBS=2 bash scripts/reproduce_sum.sh    # see docs/results/README.md for the measured wall time
-# Environment: DATA_SRC, OUT, MAX_UPDATE, PATIENCE, JOBS.
+# Environment: DATA_SRC, MAX_UPDATE, PATIENCE, and those of
+# reproduce_common.sh (JOBS, OUT, PUBLISH, ...).
 source "$(dirname "$0")/reproduce_common.sh"
 paths sum work/corpora/sum_debian
 source scripts/recipes.sh

@@ -1,4 +1,5 @@
-"""scripts/reproduce_all.sh: every worker goes through the queues in order; bad requests exit 2."""
+"""scripts/reproduce_all.sh: every worker goes through the queues in order, then each queue reports; bad
+requests exit 2."""
 import shutil
 import subprocess
 
@@ -7,7 +8,7 @@ import pytest
 from tests.test_result_scripts import SCRIPTS
 
 FAKE_QUEUE = """#!/bin/bash
-echo "$WORKER $(basename "$0" .sh)" >> "$EVENTS"
+echo "${WORKER:-report/$JOBS} $(basename "$0" .sh)" >> "$EVENTS"
 [[ $(basename "$0") != reproduce_bad.sh ]]
 """
 
@@ -38,14 +39,16 @@ def test_each_worker_runs_the_queues_in_order(scripts):
     for worker in ("1", "2"):
         assert [line.split()[1] for line in lines if line.split()[0] == worker] == ["reproduce_mt", "reproduce_lm",
                                                                                    "reproduce_sum"]
-    assert len(lines) == 6
+    # then each queue once with one worker and no WORKER: it writes its report
+    assert lines[6:] == ["report/1 reproduce_mt", "report/1 reproduce_lm", "report/1 reproduce_sum"]
+    assert len(lines) == 9
 
 
 def test_a_failed_queue_is_logged_and_the_worker_goes_on(scripts):
     out = run(scripts, "bad", "lm", jobs="1")
     assert out.returncode == 0
-    assert events(scripts) == ["1 reproduce_bad", "1 reproduce_lm"]
-    assert "queue bad failed (exit 1); next queue" in out.stderr
+    assert events(scripts) == ["1 reproduce_bad", "1 reproduce_lm", "report/1 reproduce_bad", "report/1 reproduce_lm"]
+    assert "queue bad failed (exit 1); next queue" in out.stderr and "report of bad failed (exit 1)" in out.stderr
 
 
 @pytest.mark.parametrize("tasks,jobs,message", [

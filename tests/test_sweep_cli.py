@@ -54,3 +54,22 @@ def test_without_matplotlib_the_plot_is_skipped_with_a_notice(monkeypatch, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "matplotlib is not installed" in err
     assert not (tmp_path / "sweep.png").exists()
+
+
+def test_missing_checkpoint_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    assert sweep.main([str(tmp_path / "none.pt"), "data-bin", "--task", "lm", "--out-dir", str(out_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fairseq-layerdrop-sweep: error: checkpoint not found: ")
+    assert not out_dir.exists()
+
+
+def test_an_unusable_out_dir_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"read by the patched full_depths only")
+    monkeypatch.setattr(sweep, "full_depths", lambda path: {"decoder": 4})
+    taken = tmp_path / "a_file"
+    taken.write_text("not a directory")
+    assert sweep.main([str(ckpt), "data-bin", "--task", "lm", "--out-dir", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: FileExistsError" in err and taken.read_text() == "not a directory"

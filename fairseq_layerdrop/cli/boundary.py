@@ -161,14 +161,14 @@ def _fail(prog: str, message: str, status: int) -> int:
     return status
 
 
-def _failure(prog: str, err: BaseException) -> int:
+def _failure(prog: str, err: BaseException, expected: tuple = ()) -> int:
     signum = _state["signal"]  # a library may have turned our Interrupted into its own error
     if signum is not None or isinstance(err, Interrupted):
         signum = signum or err.signum
         return _fail(prog, f"interrupted by {signal.Signals(signum).name}", 128 + signum)
     if isinstance(err, KeyboardInterrupt):
         return _fail(prog, "interrupted", 128 + signal.SIGINT)
-    if isinstance(err, (CheckpointError, PruneError)):
+    if isinstance(err, (CheckpointError, PruneError, *expected)):
         return _fail(prog, str(err), 2)
     if isinstance(err, (OSError, MemoryError)):
         return _fail(prog, f"{type(err).__name__}: {err}", 2)
@@ -178,8 +178,10 @@ def _failure(prog: str, err: BaseException) -> int:
                        f"FAIRSEQ_LAYERDROP_TRACEBACK=1 for details): {type(err).__name__}: {err}", 1)
 
 
-def run(prog: str, work) -> int:
-    """``work()`` (which prints its own result) under the rules above; returns the exit status."""
+def run(prog: str, work, expected: tuple = ()) -> int:
+    """``work()`` (which prints its own result) under the rules above; returns the exit status.
+
+    ``expected``: more exception types a tool raises for bad input (exit 2, their one-line message)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with _python_handlers(), _bus_handler(prog):
@@ -187,4 +189,4 @@ def run(prog: str, work) -> int:
                 work()
                 return 0
             except (Exception, Interrupted, KeyboardInterrupt) as err:
-                return _failure(prog, err)
+                return _failure(prog, err, expected)

@@ -3,23 +3,24 @@
     fairseq-layerdrop-plot sweeps/*/sweep.json -o results/lm.png --title "kernel-doc LM"
     fairseq-layerdrop-plot sweeps/*/sweep.json -o lm.png --quality-only --ymax 400
 """
-import argparse
 import json
 import sys
 
 from fairseq_layerdrop import plotting
+from fairseq_layerdrop.cli.boundary import OneLineParser, nonnegative_float
+from fairseq_layerdrop.errors import one_line
 
 PROG = "fairseq-layerdrop-plot"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep.json files written by fairseq-layerdrop-sweep")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.add_argument("--title", default=None, help="title of the figure (wrapped to its width)")
     p.add_argument("--quality-only", action="store_true",
                    help="leave out the speed panel (speeds measured beside other work do not compare)")
-    p.add_argument("--ymax", type=float, default=None,
+    p.add_argument("--ymax", type=nonnegative_float, default=None,
                    help="cap the quality axis here (linear scale); points above it are marked and labelled")
     args = p.parse_args(argv)
     if not plotting.available():
@@ -31,8 +32,8 @@ def main(argv=None) -> int:
             with open(path) as f:
                 rows += json.load(f)["rows"]
         plotting.plot_sweeps(rows, args.output, args.title, speed=not args.quality_only, ymax=args.ymax)
-    except (OSError, ValueError, KeyError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"{PROG}: error: {one_line(f'{type(err).__name__}: {err}')}", file=sys.stderr)
         return 2
     print(f"{PROG}: wrote {args.output}", file=sys.stderr)
     return 0

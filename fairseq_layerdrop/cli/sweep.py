@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from fairseq_layerdrop import evaluation, plotting
 from fairseq_layerdrop.checkpoint_stats import checkpoint_stats  # loads through the prune tool's loader
+from fairseq_layerdrop.cli import boundary
 from fairseq_layerdrop.cli.boundary import OneLineParser, positive_int, whole_number
 from fairseq_layerdrop.cli.prune import STRATEGIES
-from fairseq_layerdrop.errors import CheckpointError, one_line
+from fairseq_layerdrop.errors import show
 from fairseq_layerdrop.result_files import write_json, write_text
 
 PROG = "fairseq-layerdrop-sweep"
@@ -142,20 +143,21 @@ def write_results(rows: list, out_dir: Path) -> None:
     write_json(out_dir / "sweep.json", {"machine": meta, "rows": rows})
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        if not os.path.isfile(args.checkpoint):
-            raise ValueError(f"checkpoint not found: {args.checkpoint}")
-        rows = sweep(args)
-    except (ValueError, CheckpointError, evaluation.EvalError) as err:  # PruneError is a ValueError
-        print(f"{PROG}: error: {one_line(str(err))}", file=sys.stderr)
-        return 2
+def run(args) -> None:
+    if not os.path.isfile(args.checkpoint):
+        raise ValueError(f"checkpoint not found: {show(args.checkpoint)}")
+    rows = sweep(args)
     out_dir = Path(args.out_dir)
     write_results(rows, out_dir)
     png = plot(rows, out_dir)
     print(f"{PROG}: {len(rows)} depths -> {out_dir / 'sweep.csv'}" + (f", {png}" if png else ""), file=sys.stderr)
-    return 0
+
+
+def main(argv=None) -> int:
+    """Bad input (ValueError, PruneError, a failed fairseq tool), a full disk or a signal: one line
+    and exit 2 (128 + N after signal N), as for the prune tool (``cli/boundary.py``)."""
+    args = parse_args(argv)
+    return boundary.run(PROG, lambda: run(args), expected=(ValueError, evaluation.EvalError))
 
 
 def plot(rows: list, out_dir: Path):

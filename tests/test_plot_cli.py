@@ -1,0 +1,44 @@
+"""fairseq-layerdrop-plot: several sweep.json files on one figure; bad input is one line and exit 2."""
+import json
+
+import pytest
+
+from fairseq_layerdrop.cli import plot
+
+
+def sweep_json(path, label, offset):
+    rows = [{"label": label, "depth": d, "ppl": 10.0 * (5 - d) + offset} for d in range(1, 5)]
+    path.write_text(json.dumps({"rows": rows}))
+    return str(path)
+
+
+def test_two_sweeps_on_one_figure(tmp_path, capsys):
+    files = [sweep_json(tmp_path / "a.json", "p=0", 40.0), sweep_json(tmp_path / "b.json", "p=0.5", 0.0)]
+    out = tmp_path / "lm.png"
+    assert plot.main([*files, "-o", str(out), "--quality-only", "--ymax", "60", "--title", "LM"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().err == f"fairseq-layerdrop-plot: wrote {out}\n"
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "JSONDecodeError"),
+    ('{"no_rows": []}', "KeyError: 'rows'"),
+    ('{"rows": [{"label": "x", "depth": 1}]}', "no BLEU, ROUGE or perplexity"),
+    (None, "FileNotFoundError")])
+def test_bad_sweep_files_are_one_line_and_exit_2(content, message, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    assert plot.main([str(bad), "-o", str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fairseq-layerdrop-plot: error: ") and message in err
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("argv,message", [(["x.json"], "the following arguments are required: -o/--output"),
+                                          (["x.json", "-o", "y.png", "--ymax", "inf"], "argument --ymax")])
+def test_usage_errors_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as done:
+        plot.main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1 and message in err
