@@ -144,6 +144,14 @@ def main(argv=None) -> int:
         p.exit(2, f"{p.prog}: error: {type(err).__name__}: {err}\n")
 
 
+def read_curve(path: str) -> dict:
+    """A curve .json file; a file that is not JSON is named in the error."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not a curve file: {err}") from None
+
+
 def _run(args) -> int:
     if args.stalled is not None:
         stop = stop_index(parse_log(Path(args.inputs[0]).read_text(encoding="utf-8", errors="replace"))["points"],
@@ -164,7 +172,7 @@ def _run(args) -> int:
         write_json(args.output, run)
         print(json.dumps(summarise(run)))
         return 0
-    runs = [json.loads(Path(f).read_text()) for f in args.inputs]
+    runs = [read_curve(f) for f in args.inputs]
     if args.plot:
         plot(runs, args.plot)
     if args.summary:

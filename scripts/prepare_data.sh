@@ -68,6 +68,11 @@ else
   FAIRSEQ_ARGS=(--source-lang "$S" --target-lang "$T" --joined-dictionary)
   echo "sides: $S -> $T"
 fi
+for split in train valid test; do  # every input checked before anything is created
+  for side in $SIDES; do
+    [[ -f "$SRC/$split.$side" || -f "$SRC/$split.$side.gz" ]] || die "missing $split.$side[.gz] in $SRC"
+  done
+done
 mkdir -p "$OUT/tok"
 
 start=$SECONDS

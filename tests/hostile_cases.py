@@ -158,7 +158,8 @@ CASES = {
                            "a\\nb holds a builtins.set"),
     "checkpoint is a list": (lambda c: c.save([1, 2]).args(), "no 'model' state dict"),
     "model is a list": (lambda c: c.save(S(model=[torch.zeros(1)])).args(), "is not a state dict"),
-    "model key is a number": (lambda c: c.save(M(lambda m: m.update({3: torch.zeros(1)}))).args(), "key"),
+    "model key is a number": (lambda c: c.save(M(lambda m: m.update({3: torch.zeros(1)}))).args(),
+                              "has a key that is not a parameter name: 3"),
     "model holds a string": (lambda c: c.save(M(lambda m: m.update({"w": "x"}))).args(), "non-tensors"),
     "sparse weight": (lambda c: c.save(M(lambda m: m.update({"decoder.layers.0.fc1.weight":
                                                              torch.eye(2).to_sparse()}))).args(), "sparse"),

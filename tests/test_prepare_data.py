@@ -19,12 +19,15 @@ def _run(args, **env):
     return subprocess.run(args, capture_output=True, text=True, timeout=120, env={**os.environ, **env})
 
 
-@pytest.mark.parametrize("args", [["xx", ".", "out"], ["lm", "/nonexistent/dir", "out"], ["lm"],
-                                  ["lm", "EMPTY", "out"]])
-def test_prepare_data_bad_input_exits_2(tmp_path, args):
+@pytest.mark.parametrize("args,message", [
+    (["xx", ".", "out"], "unknown mode 'xx'"), (["lm", "/nonexistent/dir", "out"], "corpus directory not found"),
+    (["lm"], "usage: prepare_data.sh"), (["lm", "EMPTY", "out"], "missing train.txt")])
+def test_prepare_data_bad_input_exits_2(tmp_path, args, message):
     args = [str(tmp_path) if a == "EMPTY" else str(tmp_path / a) if a == "out" else a for a in args]
     out = _run(["bash", str(SCRIPTS / "prepare_data.sh"), *args], VENV_BIN=str(Path(sys.executable).parent))
     assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("prepare_data.sh: error: ") and message in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything is created
 
 
 def _lm_lines(n: int) -> list:

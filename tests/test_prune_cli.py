@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import termios
+import zipfile
 
 import pytest
 import torch
@@ -89,11 +90,22 @@ def _corrupt(path):
     path.write_bytes(bytes(data))
 
 
+def _corrupt_data(path):
+    """Flip one byte inside the largest stored tensor (headers intact: only the CRC can tell)."""
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 BAD_FILES = {
     "missing": (lambda p: p.unlink(), "no such file"),
     "empty": (lambda p: p.write_bytes(b""), "empty file"),
     "truncated": (_truncated, "corrupt or truncated"),
-    "corrupt": (_corrupt, "corrupt"),
+    "corrupt": (_corrupt, "corrupt zip archive (bad local header of"),
+    "corrupt tensor bytes": (_corrupt_data, "corrupt checkpoint (checksum mismatch in"),
     "text": (lambda p: p.write_text("hello\n"), "not a readable torch checkpoint"),
     "not fairseq": (lambda p: torch.save({"weights": torch.zeros(2)}, p), "not a fairseq checkpoint"),
     "no config": (lambda p: torch.save({"model": {"a.layers.0.w": torch.zeros(1)}}, p),

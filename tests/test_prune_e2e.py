@@ -149,6 +149,7 @@ def test_search_on_valid_removes_the_cheapest_layers_greedily(mt_data, plugin_mt
     record = torch.load(tmp_path / "s.pt", weights_only=True)["layerdrop_pruning"]
     kept = record["kept"]["decoder"]
     assert sorted(set(range(4)) - set(kept)) == sorted(int(i) for i, _ in steps)
-    # the printed losses (4 decimals) are the recorded ones
+    # the printed losses (4 decimals) are the recorded ones: all layers, then one per removal
+    assert len(record["search"]["loss_bits"]) == 1 + len(steps)
     assert all(abs(h["loss"] - float(l)) < 1e-3 for h, (_, l) in zip(record["search"]["loss_bits"][1:], steps))
     generate(mt_data, tmp_path / "s.pt")

@@ -188,7 +188,6 @@ def test_publish_copies_finished_runs_and_snapshots_running_ones(tmp_path):
 
 
 def test_publish_before_any_sweep_draws_the_curves_only(tmp_path):
-    pytest.importorskip("matplotlib")
     res, running = tmp_path / "res", tmp_path / "out" / "ckpt" / "b"
     running.mkdir(parents=True)
     (running / "train.log").write_text("\n".join(valid_line(e, 10 * e, x) for e, x in ((1, 7.5), (2, 7.0))) + "\n")

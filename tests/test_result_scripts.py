@@ -97,15 +97,17 @@ def test_running_snapshot_is_not_called_cap_reached(tmp_path):
     assert curves.summarise(json.loads(out.read_text()))["stopped"] == "still training"
 
 
-@pytest.mark.parametrize("make", [lambda d: ["--summary", str(d / "missing.json")],
-                                  lambda d: (d / "bad.json").write_text("{") and ["--summary", str(d / "bad.json")],
-                                  lambda d: [str(d / "no.log"), "-o", str(d / "o.json")]])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make):
+@pytest.mark.parametrize("make,message", [
+    (lambda d: ["--summary", str(d / "missing.json")], "missing.json"),
+    (lambda d: (d / "bad.json").write_text("{") and ["--summary", str(d / "bad.json")], "bad.json"),
+    (lambda d: [str(d / "no.log"), "-o", str(d / "o.json")], "no.log")])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, message):
     with pytest.raises(SystemExit) as exit_info:
         curves.main(make(tmp_path))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "error:" in err and not (tmp_path / "o.json").exists()
+    assert message in err, err  # the message names the file at fault
 
 
 def test_stalled_takes_every_sitting_as_one_run(tmp_path):

@@ -53,7 +53,9 @@ def read(out: Path, split: str, side: str) -> list:
 def test_build_is_deterministic(built, tmp_path):
     raw, out, counts, _ = built
     assert st.build(raw, tmp_path, k=3, permille=200) == counts
-    assert all((out / f.name).read_bytes() == f.read_bytes() for f in tmp_path.iterdir())
+    again = sorted(f.name for f in tmp_path.iterdir())
+    assert again and again == sorted(f.name for f in out.iterdir())
+    assert all((out / name).read_bytes() == (tmp_path / name).read_bytes() for name in again)
 
 
 def test_the_most_frequent_sections_balanced_and_interleaved(built):
@@ -137,7 +139,7 @@ def test_fine_tuning_score_is_test_accuracy_at_the_best_valid_epoch():
     import roberta_scores as rs
 
     assert rs.score_log(LOG) == {"epoch": 2, "valid": 61.25, "test": 57.5, "epochs": 3}  # first of the tied best
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no epoch with both 'valid' and 'test' accuracy"):
         rs.score_log("no validation")
     rows = rs.table([dict(name="mlm8_p05_d4_s1", valid=60.0, test=50.0), dict(name="mlm8_p05_d4_s2", valid=62.0,
                     test=54.0), dict(name="mlm4_scratch_d4_s1", valid=1.0, test=2.0)]).splitlines()

@@ -48,10 +48,18 @@ def test_decoder_all_branches_equal_fairseq_forward(layers):
     assert torch.allclose(ours[1], ref[1], atol=1e-6)
 
 
+def ffn_branch(enc, x):
+    """The encoder layer's feed-forward residual branch alone, written out from its modules."""
+    h = enc.final_layer_norm(x) if enc.normalize_before else x
+    h = x + enc.fc2(enc.activation_fn(enc.fc1(h)))
+    return h if enc.normalize_before else enc.final_layer_norm(h)
+
+
 def test_dropped_branch_is_identity_and_gets_no_gradient(layers):
     enc, _ = layers
     x = torch.randn(T, B, C)
     out = encoder_partial_forward(enc, (False, True), x, None)
+    torch.testing.assert_close(out, ffn_branch(enc, x), rtol=0, atol=1e-6)  # attention skipped: x passed on
     out.sum().backward()
     assert all(p.grad is None for p in enc.self_attn.parameters())
     assert all(p.grad is None for p in enc.self_attn_layer_norm.parameters())
