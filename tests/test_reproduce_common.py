@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.test_result_scripts import SCRIPTS, valid_line
 
 FAKE_TRAIN = """#!/bin/bash
