@@ -10,9 +10,9 @@ step is timed too, ``t_fairseq_step``, for reference). Each repeat times every o
 interleaved, the cache cut back after each (``truncate_cache``); medians are reported. One
 thread, float32, CPU. ``alpha_needed``: the acceptance rate each draft and k would need for a
 predicted speed-up of ``--target`` (costs do not depend on the weights, so a model of the right
-shape that is not trained yet already answers this). With ``--alpha-json`` (from ``scripts/speculative_alpha.py``) the
-predicted speed-up ``S(k)`` of every draft is added, both from alpha (independence assumed) and
-from the replayed tokens per verify step. Needs a quiet machine (it waits up to ``--max-wait``).
+shape that is not trained yet already answers this). With ``--alpha-json`` (from
+``scripts/speculative_alpha.py``) the predicted speed-up ``S(k)`` of every draft is added, both
+from alpha (independence assumed) and from the replayed tokens per verify step. Needs a quiet machine (it waits up to ``--max-wait``).
 
     .venv/bin/python benchmarks/bench_speculative.py CHECKPOINT DATA_BIN --depths 2,4,6 \\
         --strategies every-other,first --ks 1,2,3,4 --alpha-json alpha.json -o results/speculative.json
@@ -185,8 +185,8 @@ def main(argv=None) -> int:
                                     for k in ks} for name in drafts}
     result = {"benchmark": "speculative", "checkpoint": args.checkpoint, "context": args.context,
               "source_tokens": args.source_tokens if hasattr(model, "encoder") else None,
-              "repeats": args.repeats, "target": args.target, "num_layers": len(decoder.layers), "costs": costs, "quiet": quiet,
-              "others_cpu_share": round(mon.share, 3), "machine": common.machine_info(1)}
+              "repeats": args.repeats, "target": args.target, "num_layers": len(decoder.layers), "costs": costs,
+              "quiet": quiet, "others_cpu_share": round(mon.share, 3), "machine": common.machine_info(1)}
     if alpha is not None:
         result["speedup"] = speedups(alpha, costs, ks)
     common.write_result(result, "speculative", args.out)

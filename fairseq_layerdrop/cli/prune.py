@@ -42,8 +42,8 @@ _count = _index_type("count", "a positive number")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = boundary.OneLineParser(prog=PROG, description="Prune a LayerDrop-trained fairseq checkpoint to fewer layers; "
-                "the output loads in stock fairseq-generate / fairseq-eval-lm with no extra flags.")
+    p = boundary.OneLineParser(prog=PROG, description="Prune a LayerDrop-trained fairseq checkpoint to fewer "
+                               "layers; the output loads in stock fairseq-generate / fairseq-eval-lm with no extra flags.")
     p.add_argument("input", help="fairseq checkpoint to prune (never modified)")
     p.add_argument("output", nargs="?", help="where to write the pruned checkpoint (not needed with --dry-run)")
     for stack in STACKS:
