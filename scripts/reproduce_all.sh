@@ -18,7 +18,7 @@ TASKS=("$@")
 die() { echo "reproduce_all.sh: error: $*" >&2; exit 2; }
 [[ "$JOBS" =~ ^[1-9][0-9]?$ ]] || die "JOBS must be a number of workers from 1 to 99, got '$JOBS'"
 for t in "${TASKS[@]}"; do
-  [[ "$t" =~ ^[a-z]+$ && -f "$HERE/reproduce_$t.sh" ]] || die "no queue '$t' (scripts/reproduce_$t.sh)"
+  [[ "$t" =~ ^[a-z][a-z0-9_]*$ && -f "$HERE/reproduce_$t.sh" ]] || die "no queue '$t' (scripts/reproduce_$t.sh)"
 done
 
 worker() {

@@ -17,7 +17,7 @@ echo "${WORKER:-report/$JOBS} $(basename "$0" .sh)" >> "$EVENTS"
 def scripts(tmp_path):
     """reproduce_all.sh beside fake queues that log their worker (reproduce_bad.sh also fails)."""
     shutil.copy(SCRIPTS / "reproduce_all.sh", tmp_path)
-    for task in ("mt", "lm", "sum", "bad"):
+    for task in ("mt", "lm", "sum", "bad", "speculative_mt"):
         (tmp_path / f"reproduce_{task}.sh").write_text(FAKE_QUEUE)
     return tmp_path
 
@@ -44,6 +44,11 @@ def test_each_worker_runs_the_queues_in_order(scripts):
     assert len(lines) == 9
 
 
+def test_queue_names_may_hold_digits_and_underscores(scripts):
+    assert run(scripts, "speculative_mt", jobs="1").returncode == 0
+    assert events(scripts) == ["1 reproduce_speculative_mt", "report/1 reproduce_speculative_mt"]
+
+
 def test_a_failed_queue_is_logged_and_the_worker_goes_on(scripts):
     out = run(scripts, "bad", "lm", jobs="1")
     assert out.returncode == 0
@@ -54,6 +59,7 @@ def test_a_failed_queue_is_logged_and_the_worker_goes_on(scripts):
 @pytest.mark.parametrize("tasks,jobs,message", [
     (("mt", "nope"), "2", "no queue 'nope' (scripts/reproduce_nope.sh)"),
     (("../mt",), "2", "no queue '../mt'"),
+    (("mt/",), "2", "no queue 'mt/'"),
     (("mt",), "0", "JOBS must be a number of workers from 1 to 99, got '0'"),
     (("mt",), "two", "JOBS must be a number of workers from 1 to 99, got 'two'"),
 ])
