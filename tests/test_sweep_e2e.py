@@ -2,7 +2,7 @@
 import csv
 import json
 
-from tests.utils import PLUGIN_DIR, run_cli, train
+from tests.utils import PLUGIN_DIR, SPLITS, run_cli, train
 
 
 def sweep(ckpt, data, out_dir, *opts):
@@ -58,6 +58,7 @@ def test_summarization_sweep_reports_rouge(mt_data, tmp_path):
     for key in ("rouge1", "rouge2", "rougeL"):
         assert 0.0 <= float(rows[0][key]) <= 100.0
     n = int(rows[0]["sentences"])  # a degenerate (constant) output would show as 1 / n and 1.0
+    assert n == SPLITS["test"]  # every test document scored (fairseq drops a last short batch unless told)
     distinct, top = float(rows[0]["distinct_outputs"]), float(rows[0]["top_output_share"])
     assert round(distinct * n) >= 1 and abs(distinct * n - round(distinct * n)) < 0.01
     assert 1 / n <= top <= 1.0 and (top == 1.0) == (round(distinct * n) == 1)
