@@ -71,8 +71,11 @@ def measure(decoder, drafts: dict, ks: list, context: int, repeats: int, vocab: 
         ops[f"verify/{k}"] = lambda k=k: sp.extend_cached(decoder, tokens[:, :context + k + 1], k + 1,
                                                           caches["full"], encoder_out)
     times = {op: [] for op in ops}
+    common.log(f"timing {len(ops)} operations x {repeats} repeats")
     with torch.no_grad():
-        for _ in range(repeats):
+        for repeat in range(repeats):
+            if repeat and repeat % 50 == 0:
+                common.log(f"{repeat}/{repeats} repeats")
             for op, fn in ops.items():
                 times[op].append(_timed(fn))
                 cache = caches["full"] if not op.startswith("step/") else caches[op.split("/", 1)[1]]
