@@ -17,19 +17,24 @@ from fairseq_layerdrop import speculative as sp
 from fairseq_layerdrop.subnetwork import only_layers
 
 fairseq_layerdrop.register()
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "speculative_alpha.py"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT, BENCH = ROOT / "scripts" / "speculative_alpha.py", ROOT / "benchmarks" / "bench_speculative.py"
 LAYERS, P, T = 4, 8, 8
 
 
-def run_script(argv):
-    """``main(argv)`` of the script, in this process; its exit status (argparse exits by raising)."""
-    spec = importlib.util.spec_from_file_location("speculative_alpha", SCRIPT)
+def run_main(path, argv):
+    """``main(argv)`` of the script at ``path``, in this process; its exit status (argparse exits by raising)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     try:
         return module.main([str(a) for a in argv])
     except SystemExit as done:
         return done.code
+
+
+def run_script(argv):
+    return run_main(SCRIPT, argv)
 
 
 def base_config(data):
@@ -347,15 +352,7 @@ def test_translation_verify_step_reads_the_source_and_keeps_its_cache(mt):
 
 
 def run_bench(argv):
-    """``main(argv)`` of benchmarks/bench_speculative.py in this process; its exit status."""
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_speculative.py"
-    spec = importlib.util.spec_from_file_location("bench_speculative", bench)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    try:
-        return module.main([str(a) for a in argv])
-    except SystemExit as done:
-        return done.code
+    return run_main(BENCH, argv)
 
 
 @pytest.mark.parametrize("argv,message", [
