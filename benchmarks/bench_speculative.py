@@ -7,7 +7,8 @@
 
 All three go through ``speculative.extend_cached`` (the same code path; fairseq's own one-token
 step is timed too, ``t_fairseq_step``, for reference). Each repeat times every operation once,
-interleaved, the cache cut back after each (``truncate_cache``); medians are reported. One
+interleaved in an order rotated each repeat, the cache cut back after each (``truncate_cache``);
+medians are reported. One
 thread, float32, CPU. ``alpha_needed``: the acceptance rate each draft and k would need for a
 predicted speed-up of ``--target`` (costs do not depend on the weights, so a model of the right
 shape that is not trained yet already answers this). With ``--alpha-json`` (from
@@ -26,7 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from fairseq_layerdrop import speculative as sp  # noqa: E402
-from fairseq_layerdrop.cli.boundary import OneLineParser, choice_list, int_list, nonnegative_float, positive_int  # noqa: E402
+from fairseq_layerdrop.cli.boundary import (  # noqa: E402
+    OneLineParser,
+    choice_list,
+    int_list,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
 from fairseq_layerdrop.errors import one_line, show  # noqa: E402
 from fairseq_layerdrop.subnetwork import only_layers  # noqa: E402
 
@@ -76,11 +84,19 @@ def measure(decoder, drafts: dict, ks: list, context: int, repeats: int, vocab: 
         for repeat in range(repeats):
             if repeat and repeat % 50 == 0:
                 common.log(f"{repeat}/{repeats} repeats")
-            for op, fn in ops.items():
-                times[op].append(_timed(fn))
+            for op in timing_order(list(ops), repeat):
+                times[op].append(_timed(ops[op]))
                 cache = caches["full"] if not op.startswith("step/") else caches[op.split("/", 1)[1]]
                 sp.truncate_cache(decoder, cache, context)
     return {op: common.median(ts) for op, ts in times.items()}
+
+
+def timing_order(names: list, repeat: int) -> list:
+    """The operations of one repeat, rotated by one place each repeat: every operation is timed at
+    every position equally often. (In a fixed order the draft timed right after the full step came
+    out slower than the same network timed elsewhere: 0.39 against 0.28 of a step.)"""
+    shift = repeat % len(names)
+    return names[shift:] + names[:shift]
 
 
 def _draft_step(decoder, keep, tokens, context, cache, encoder_out):
@@ -130,7 +146,7 @@ def parse_args(argv):
     p.add_argument("--repeats", type=positive_int, default=200)
     p.add_argument("--max-wait", type=nonnegative_float, default=1800, help="seconds to wait for a quiet machine")
     p.add_argument("--alpha-json", help="output of scripts/speculative_alpha.py for the same checkpoint")
-    p.add_argument("--target", type=nonnegative_float, default=1.25,
+    p.add_argument("--target", type=positive_float, default=1.25,
                    help="report the alpha each draft and k needs for this predicted speed-up (issue 13's go: 1.25)")
     p.add_argument("-o", "--out")
     return p.parse_args(argv)
@@ -142,8 +158,12 @@ def read_alpha(path):
         result = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"--alpha-json {show(path)}: {type(err).__name__}: {err}") from None
-    if not isinstance(result, dict) or not isinstance(result.get("drafts"), dict):
-        raise ValueError(f"--alpha-json {show(path)} is not an output of scripts/speculative_alpha.py (no drafts)")
+    drafts = result.get("drafts") if isinstance(result, dict) else None
+    if not isinstance(drafts, dict) or not all(
+            isinstance(d, dict) and isinstance(d.get("alpha"), (int, float)) and isinstance(d.get("tokens_per_step"), dict)
+            for d in drafts.values()):
+        raise ValueError(f"--alpha-json {show(path)} is not an output of scripts/speculative_alpha.py "
+                         "(drafts with alpha and tokens_per_step)")
     return result
 
 
@@ -170,7 +190,12 @@ def main(argv=None) -> int:
         if not any(Path(args.data).glob("dict.*txt")):
             raise ValueError(f"{show(args.data)} is not a binarized data directory (no dict.txt)")
         common.set_threads(1)
-        model = load(args.checkpoint, args.data)
+        try:
+            model = load(args.checkpoint, args.data)
+        except Exception as err:  # a file fairseq cannot load: its own error, in one line
+            raise ValueError(f"cannot load {show(args.checkpoint)}: {type(err).__name__}: {err}") from None
+        if not hasattr(model, "decoder"):
+            raise ValueError(f"{show(args.checkpoint)} has no decoder to draft from")
         drafts = check_model(args, model)
     except (ValueError, OSError) as err:  # PruneError is a ValueError
         return refuse(str(err))

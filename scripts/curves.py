@@ -148,7 +148,7 @@ def read_curve(path: str) -> dict:
     """A curve .json file; a file that is not JSON is named in the error."""
     try:
         return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a curve file: {err}") from None
 
 

@@ -18,7 +18,8 @@ TASKS=("$@")
 die() { echo "reproduce_all.sh: error: $*" >&2; exit 2; }
 [[ "$JOBS" =~ ^[1-9][0-9]?$ ]] || die "JOBS must be a number of workers from 1 to 99, got '$JOBS'"
 for t in "${TASKS[@]}"; do
-  [[ "$t" =~ ^[a-z][a-z0-9_]*$ && -f "$HERE/reproduce_$t.sh" ]] || die "no queue '$t' (scripts/reproduce_$t.sh)"
+  [[ "$t" =~ ^[a-z][a-z0-9_]*$ && $t != all && $t != common && -f "$HERE/reproduce_$t.sh" ]] \
+    || die "no queue '$t' (scripts/reproduce_$t.sh)"
 done
 
 worker() {
@@ -32,7 +33,12 @@ worker() {
 
 pids=()
 for ((i = 1; i <= JOBS; i++)); do worker "$i" & pids+=($!); done
-wait "${pids[@]}"
+stopped=0
+for pid in "${pids[@]}"; do wait "$pid" || stopped=1; done
+if ((stopped)); then  # a worker was killed (a stop): the reports wait for the next full run
+  echo "[$(date +%H:%M:%S)] a worker was stopped; no reports" >&2
+  exit 1
+fi
 for t in "${TASKS[@]}"; do  # the reports (a worker's run of a queue stops before its report)
   JOBS=1 bash "$HERE/reproduce_$t.sh" && continue
   rc=$?

@@ -162,6 +162,23 @@ sweep() {
   unlock
 }
 
+# beats_baseline NAME BASELINES.json METRIC: NAME's full-depth METRIC in its sweep is above every
+# baseline of BASELINES.json ({"scores": {name: {METRIC: x}}}); fails (and says why) if it is not,
+# or if NAME is not swept yet. For queues whose later models are only worth training then.
+beats_baseline() {
+  local sweep="$OUT/sweeps/$1/sweep.json"
+  if [[ ! -f "$sweep" ]]; then log "$1 is not swept yet: its $3 against the baselines is unknown"; return 1; fi
+  "$BIN/python" - "$1" "$sweep" "$2" "$3" <<'EOF'
+import json, sys
+name, sweep, baselines, metric = sys.argv[1:]
+full = max(json.load(open(sweep))["rows"], key=lambda row: int(row["depth"]))[metric]
+best, score = max((s[metric], n) for n, s in json.load(open(baselines))["scores"].items())
+verdict = "above" if full > best else "not above"
+print(f"{name}: full-depth {metric} {full:.2f}, {verdict} the best baseline ({score}: {best:.2f})", file=sys.stderr)
+sys.exit(0 if full > best else 1)
+EOF
+}
+
 # alpha NAME DEPTHS STRATEGIES [NEW]: issue 13's acceptance rates of NAME's drafts along its
 # full-depth greedy continuations of 100 test prompts (32 tokens, NEW new, default 32; a translation
 # model's prompts are the first 100 test sources; scripts/speculative_alpha.py) into

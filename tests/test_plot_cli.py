@@ -36,7 +36,8 @@ def test_bad_sweep_files_are_one_line_and_exit_2(content, message, tmp_path, cap
 
 
 @pytest.mark.parametrize("argv,message", [(["x.json"], "the following arguments are required: -o/--output"),
-                                          (["x.json", "-o", "y.png", "--ymax", "inf"], "argument --ymax")])
+                                          (["x.json", "-o", "y.png", "--ymax", "inf"], "argument --ymax"),
+                                          (["x.json", "-o", "y.png", "--ymax", "0"], "expected a finite number > 0")])
 def test_usage_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as done:
         plot.main(argv)

@@ -17,7 +17,7 @@ echo "${WORKER:-report/$JOBS} $(basename "$0" .sh)" >> "$EVENTS"
 def scripts(tmp_path):
     """reproduce_all.sh beside fake queues that log their worker (reproduce_bad.sh also fails)."""
     shutil.copy(SCRIPTS / "reproduce_all.sh", tmp_path)
-    for task in ("mt", "lm", "sum", "bad", "speculative_mt"):
+    for task in ("mt", "lm", "sum", "bad", "speculative_mt", "common"):  # reproduce_all.sh is the real one
         (tmp_path / f"reproduce_{task}.sh").write_text(FAKE_QUEUE)
     return tmp_path
 
@@ -60,6 +60,8 @@ def test_a_failed_queue_is_logged_and_the_worker_goes_on(scripts):
     (("mt", "nope"), "2", "no queue 'nope' (scripts/reproduce_nope.sh)"),
     (("../mt",), "2", "no queue '../mt'"),
     (("mt/",), "2", "no queue 'mt/'"),
+    (("common",), "2", "no queue 'common'"),
+    (("all",), "2", "no queue 'all'"),
     (("mt",), "0", "JOBS must be a number of workers from 1 to 99, got '0'"),
     (("mt",), "two", "JOBS must be a number of workers from 1 to 99, got 'two'"),
 ])
@@ -68,3 +70,11 @@ def test_bad_requests_are_one_line_exit_2_and_run_nothing(scripts, tasks, jobs, 
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert out.stderr.startswith("reproduce_all.sh: error: ") and message in out.stderr
     assert not (scripts / "events").exists()
+
+
+def test_a_killed_worker_means_no_reports(scripts):
+    (scripts / "reproduce_lm.sh").write_text('#!/bin/bash\necho "${WORKER:-report/$JOBS} lm" >> "$EVENTS"\n'
+                                             '[[ -z $WORKER ]] || kill -9 $PPID\n')
+    out = run(scripts, "lm", jobs="1")
+    assert out.returncode == 1 and "a worker was stopped; no reports" in out.stderr
+    assert events(scripts) == ["1 lm"]

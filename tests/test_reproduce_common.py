@@ -193,3 +193,19 @@ def test_publish_before_any_sweep_draws_the_curves_only(tmp_path):
     assert out.returncode == 0, out.stderr
     assert (res / "valid_curves.png").stat().st_size > 0 and "| b |" in (res / "training.md").read_text()
     assert not (res / "depth_sweep.png").exists() and not (res / "table.md").exists()
+
+
+def test_beats_baseline_compares_the_full_depth_score_with_the_best_baseline(tmp_path):
+    sweep = tmp_path / "out" / "sweeps" / "a"
+    sweep.mkdir(parents=True)
+    # the full depth (6) counts, not the best score of the sweep
+    rows = [{"depth": 1, "rougeL": 40.0}, {"depth": 6, "rougeL": 27.5}, {"depth": 3, "rougeL": 20.0}]
+    (sweep / "sweep.json").write_text(json.dumps({"rows": rows}))
+    lead = tmp_path / "lead.json"
+    for best, status, verdict in ((27.13, 0, "above"), (27.5, 1, "not above"), (30.0, 1, "not above")):
+        lead.write_text(json.dumps({"scores": {"lead-7": {"rougeL": 24.71}, "lead-12": {"rougeL": best}}}))
+        out = run_queue(tmp_path, "", f"beats_baseline a {lead} rougeL")
+        assert out.returncode == status, out.stderr
+        assert f"a: full-depth rougeL 27.50, {verdict} the best baseline (lead-12: {best:.2f})" in out.stderr
+    out = run_queue(tmp_path, "", f"beats_baseline b {lead} rougeL")
+    assert out.returncode == 1 and "b is not swept yet" in out.stderr

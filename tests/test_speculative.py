@@ -368,31 +368,47 @@ def run_bench(argv):
     (["--strategies", "learned", "--depths", "2"], "no learned decoder rates"),
     (["--alpha-json", "{tmp}/none.json"], "none.json: FileNotFoundError"),
     (["--alpha-json", "{tmp}/list.json"], "is not an output of scripts/speculative_alpha.py"),
+    (["--alpha-json", "{tmp}/no_alpha.json"], "(drafts with alpha and tokens_per_step)"),
+    (["--target", "0"], "argument --target: expected a finite number > 0"),
     (["--bogus"], "unrecognized arguments: --bogus")])
 def test_cost_benchmark_refuses_bad_input_before_measuring(argv, message, mt, mt_data, tmp_path, capsys):
     model, cfg, _task = mt
     ckpt = save(model, cfg, tmp_path / "mt.pt")
     (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "no_alpha.json").write_text('{"drafts": {"first/2": {"tokens_per_step": {}}}}')
     out = tmp_path / "costs.json"
     code = run_bench([ckpt, mt_data, *[a.format(tmp=tmp_path) for a in argv], "--max-wait", "0", "-o", out])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert [line for line in err if "error" in line] == [err[-1]] and err[-1].startswith("bench_speculative.py: error: ")
     assert message in err[-1]
+    assert not any("timing" in line for line in err)  # refused before the measurement began (its first line)
     assert not out.exists()
 
 
 @pytest.mark.parametrize("which,message", [("checkpoint", "no checkpoint file"),
-                                           ("data", "is not a binarized data directory")])
+                                           ("data", "is not a binarized data directory"),
+                                           ("garbage", "cannot load")])
 def test_cost_benchmark_refuses_missing_files(which, message, mt_data, tmp_path, capsys):
     paths = {"checkpoint": tmp_path / "none.pt", "data": mt_data}
-    if which == "data":
-        paths = {"checkpoint": tmp_path / "x.pt", "data": tmp_path}
-        paths["checkpoint"].write_bytes(b"not read")
+    if which in ("data", "garbage"):
+        paths = {"checkpoint": tmp_path / "x.pt", "data": tmp_path if which == "data" else mt_data}
+        paths["checkpoint"].write_bytes(b"not a checkpoint")
     code = run_bench([paths["checkpoint"], paths["data"], "--max-wait", "0", "-o", tmp_path / "costs.json"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
     assert not (tmp_path / "costs.json").exists()
+
+
+def test_every_operation_is_timed_at_every_position_equally_often():
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    names = ["fairseq_step", "step/full", "step/first/1", "verify/1"]
+    orders = [bench.timing_order(names, r) for r in range(8)]
+    assert all(sorted(order) == sorted(names) for order in orders)
+    for op in names:  # each position twice in 8 repeats
+        assert sorted(order.index(op) for order in orders) == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
 def test_cost_benchmark_writes_costs_and_speedups(mt, mt_data, tmp_path, capsys):

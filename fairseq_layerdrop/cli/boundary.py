@@ -56,15 +56,25 @@ def whole_number(text: str) -> int:
     return _digits(text, 0, "a whole number >= 0")
 
 
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite number >= 0 (``inf`` and ``nan`` are refused)."""
+def _finite(text: str, positive: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {show(repr(text))}")
+    if not (0 < value if positive else 0 <= value) or value == float("inf"):  # nan fails both
+        raise argparse.ArgumentTypeError(f"expected a finite number {'>' if positive else '>='} 0, "
+                                         f"got {show(repr(text))}")
     return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (``inf`` and ``nan`` are refused)."""
+    return _finite(text, positive=False)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _finite(text, positive=True)
 
 
 def int_list(text: str) -> list:
@@ -78,7 +88,7 @@ def int_list(text: str) -> list:
 def choice_list(known, what: str):
     """argparse type: comma-separated names from ``known`` (``what`` names them in the error)."""
     def parse(text: str) -> list:
-        names = text.split(",")
+        names = [name.strip() for name in text.split(",")]
         bad = [name for name in names if name not in known]
         if bad:
             raise argparse.ArgumentTypeError(f"unknown {what} {show(repr(bad[0]))} (known: {', '.join(known)})")

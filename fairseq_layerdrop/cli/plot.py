@@ -7,7 +7,7 @@ import json
 import sys
 
 from fairseq_layerdrop import plotting
-from fairseq_layerdrop.cli.boundary import OneLineParser, nonnegative_float
+from fairseq_layerdrop.cli.boundary import OneLineParser, positive_float
 from fairseq_layerdrop.errors import one_line
 
 PROG = "fairseq-layerdrop-plot"
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("--title", default=None, help="title of the figure (wrapped to its width)")
     p.add_argument("--quality-only", action="store_true",
                    help="leave out the speed panel (speeds measured beside other work do not compare)")
-    p.add_argument("--ymax", type=nonnegative_float, default=None,
+    p.add_argument("--ymax", type=positive_float, default=None,
                    help="cap the quality axis here (linear scale); points above it are marked and labelled")
     args = p.parse_args(argv)
     if not plotting.available():
