@@ -5,8 +5,9 @@
 # models) and p = 0 (the control), each to its validation plateau; the depth sweep of each (test
 # BLEU, every other layer), then alpha of every-other and first-E drafts along greedy translations
 # (scripts/speculative_alpha.py). Why this shape: its measured draft and verify costs make a
-# 2-4 layer draft pay off at alpha 0.57-0.71 (benchmarks/speculative_shapes.sh), which the 6-6
-# p = 0.5 model's drafts reach at the same share of layers. NOT RUN YET.
+# 2-4 layer draft pay off at alpha 0.64-0.79 (benchmarks/speculative_shapes.sh), 0.03-0.05 above
+# what the 6-6 p = 0.5 model's drafts reach at the same share of layers: the closest shape of the
+# issue's. NOT RUN YET.
 # The costs of a trained model, on a quiet machine afterwards (docs/speculative.md 5c):
 #   .venv/bin/python benchmarks/bench_speculative.py $OUT/ckpt/NAME/checkpoint_best.pt $OUT/data-bin ...
 #   JOBS=2 bash scripts/reproduce_speculative_mt.sh
