@@ -124,16 +124,31 @@ def plot(runs, out_png: str) -> None:
     plt.close(fig)
 
 
+def _patience(text: str) -> int:
+    """argparse type: a number of validations >= 1 (0 would call every run stalled)."""
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 10**6):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (the plugin's OneLineParser imports torch: too slow for --stalled,
+    which reproduce_common.sh polls during training)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", help="a train.log (with -o) or curve .json files")
     p.add_argument("--name", help="run name stored in the JSON (default: the log's directory)")
     p.add_argument("-o", "--output", help="write the parsed curve of one train.log here (JSON)")
     p.add_argument("--running", action="store_true",
                    help="with -o: the run has not finished (a snapshot of its curve so far)")
-    p.add_argument("--patience", type=int, help="with -o: a plateau of this many validations is an early "
+    p.add_argument("--patience", type=_patience, help="with -o: a plateau of this many validations is an early "
                    "stop, whichever sitting of the log it spans")
-    p.add_argument("--stalled", type=int, metavar="PATIENCE", help="exit 0 if the train.log (all sittings) "
+    p.add_argument("--stalled", type=_patience, metavar="PATIENCE", help="exit 0 if the train.log (all sittings) "
                    "has reached the plateau that stops a run with --patience PATIENCE, else 1")
     p.add_argument("--summary", action="store_true", help="print a markdown table of curve files")
     p.add_argument("--plot", metavar="PNG", help="plot the curve files")

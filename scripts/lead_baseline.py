@@ -6,12 +6,13 @@ with the same ROUGE as the models (fairseq_layerdrop.evaluation.rouge_scores).
 "lead-K" takes the first K words, K from 5 to 12 and K = the mean reference length rounded;
 "first sentence" cuts at the first '.', '!' or '?' followed by a space.
 """
-import argparse
 import gzip
 import re
 import sys
+import zlib
 from pathlib import Path
 
+from fairseq_layerdrop.cli.boundary import OneLineParser
 from fairseq_layerdrop.evaluation import rouge_scores
 from fairseq_layerdrop.result_files import write_json
 
@@ -36,21 +37,25 @@ def baselines(docs: list, refs: list) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("corpus", type=Path, help="directory with SPLIT.doc and SPLIT.sum (plain or .gz)")
     p.add_argument("--split", default="test")
     p.add_argument("-o", "--output", type=Path, help="write the scores here (JSON)")
     args = p.parse_args(argv)
+    if args.output and not args.output.parent.is_dir():  # found now, not after the scoring
+        p.exit(2, f"{p.prog}: error: no directory for -o: {args.output.parent}\n")
     try:
         docs, refs = read(args.corpus, f"{args.split}.doc"), read(args.corpus, f"{args.split}.sum")
-    except (OSError, UnicodeDecodeError) as err:
-        p.exit(2, f"{p.prog}: error: {err}\n")
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as err:  # EOFError, zlib.error: a broken .gz
+        p.exit(2, f"{p.prog}: error: {type(err).__name__}: {err}\n")
     if len(docs) != len(refs) or not refs:
         p.exit(2, f"{p.prog}: error: {len(docs)} documents but {len(refs)} summaries\n")
     result = baselines(docs, refs)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.output, result)
+        try:
+            write_json(args.output, result)
+        except OSError as err:
+            p.exit(2, f"{p.prog}: error: {type(err).__name__}: {err}\n")
     for name, s in result["scores"].items():
         print(f"{name}: ROUGE-1 {s['rouge1']:.2f}  ROUGE-2 {s['rouge2']:.2f}  ROUGE-L {s['rougeL']:.2f}")
     return 0

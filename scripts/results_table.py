@@ -2,10 +2,11 @@
 
     python scripts/results_table.py work/reproduce_lm/sweeps/*/sweep.json
 """
-import argparse
 import json
 import re
 import statistics
+
+from fairseq_layerdrop.cli.boundary import OneLineParser
 
 COLUMNS = [("label", "model"), ("depth", "layers kept"), ("bleu", "BLEU"), ("rouge1", "R-1"),
            ("rouge2", "R-2"), ("rougeL", "R-L"), ("ppl", "ppl"), ("distinct_outputs", "distinct outputs"),
@@ -38,7 +39,7 @@ def pivot(rows, metric: str) -> str:
     for d in depths:
         any_row = next(cell[(d, lab)] for lab in labels if (d, lab) in cell)
         values = [fmt(cell[(d, lab)].get(metric, "")) if (d, lab) in cell else "" for lab in labels]
-        lines.append(f"| {d} | " + " | ".join(values) + f" | {fmt(any_row['params'])} | "
+        lines.append(f"| {d} | " + " | ".join(values) + f" | {fmt(any_row.get('params', ''))} | "
                      f"{fmt(any_row.get('tokens_per_s'))} |")
     return "\n".join(lines)
 
@@ -65,8 +66,23 @@ def merge_seeds(rows, metric: str):
     return merged
 
 
+def check_rows(rows, metric=None) -> list:
+    """The rows of one sweep.json if each is an object with a text label, an integer depth and, for
+    ``metric``, a number or nothing; else ``ValueError`` naming what is wrong."""
+    if not isinstance(rows, list):
+        raise ValueError("'rows' is not a list")
+    for i, row in enumerate(rows):
+        if not (isinstance(row, dict) and isinstance(row.get("label"), str)
+                and isinstance(row.get("depth"), int) and not isinstance(row.get("depth"), bool)):
+            raise ValueError(f"row {i} needs a text 'label' and an integer 'depth'")
+        value = row.get(metric) if metric else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"row {i}: {metric} is not a number")
+    return rows
+
+
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep.json files")
     p.add_argument("--pivot", metavar="METRIC", help="one row per depth, one column per model (e.g. ppl, bleu)")
     p.add_argument("--merge-seeds", action="store_true",
@@ -76,7 +92,7 @@ def main():
     for path in args.sweeps:
         try:
             with open(path) as f:
-                rows += json.load(f)["rows"]
+                rows += check_rows(json.load(f)["rows"], args.pivot)
         except (OSError, ValueError, KeyError, TypeError) as err:
             p.exit(2, f"{p.prog}: error: {path}: not a readable sweep.json ({type(err).__name__}: {err})\n")
     if args.pivot and not any(args.pivot in row for row in rows):

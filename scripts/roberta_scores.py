@@ -7,13 +7,13 @@ A fine-tuning validates on ``valid`` and ``test`` after every epoch (``--valid-s
 its score is the test accuracy at the epoch of the best valid accuracy (the first one on ties),
 i.e. model selection on valid only. Score files carry the run's name ``<model>_d<depth>_s<seed>``.
 """
-import argparse
 import json
 import re
 import statistics
 import sys
 from pathlib import Path
 
+from fairseq_layerdrop.cli.boundary import OneLineParser
 from fairseq_layerdrop.result_files import write_json
 
 VALID = re.compile(r"\| epoch (\d+) \| valid on '(\w+)' subset \| .*?\| accuracy ([0-9.]+)")
@@ -30,6 +30,15 @@ def score_log(text: str) -> dict:
         raise ValueError("no epoch with both 'valid' and 'test' accuracy in the log")
     best = max(epochs, key=lambda e: (acc[e]["valid"], -e))
     return {"epoch": best, "valid": acc[best]["valid"], "test": acc[best]["test"], "epochs": len(epochs)}
+
+
+def read_score(path: Path) -> dict:
+    """A score file of ``score``: a name ``MODEL_dDEPTH_sSEED`` and numeric accuracies, else ValueError."""
+    s = json.loads(path.read_text("utf-8"))
+    if not (isinstance(s, dict) and isinstance(s.get("name"), str) and NAME.match(s["name"])
+            and all(isinstance(s.get(k), (int, float)) for k in ("test", "valid"))):
+        raise ValueError(f"{path}: not a score file of 'roberta_scores.py score' (name MODEL_dN_sK, test, valid)")
+    return s
 
 
 def table(scores) -> str:
@@ -51,7 +60,7 @@ def table(scores) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("score", help="score one fine-tuning log")
     one.add_argument("log", type=Path)
@@ -65,7 +74,7 @@ def main(argv=None) -> int:
             write_json(args.output, result)
             print(f"{result['name']}: test {result['test']:.1f} (valid {result['valid']:.1f}, epoch {result['epoch']})")
         else:
-            print(table([json.loads(p.read_text("utf-8")) for p in args.scores]), end="")
+            print(table([read_score(p) for p in args.scores]), end="")
     except (OSError, ValueError) as err:
         print(f"roberta_scores.py: error: {err}", file=sys.stderr)
         return 2

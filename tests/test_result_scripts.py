@@ -1,6 +1,9 @@
 """scripts/curves.py (validation curves from fairseq-train logs) and results_table.py's seed merge."""
+import gzip
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,36 @@ def test_stalled_takes_every_sitting_as_one_run(tmp_path):
     out = tmp_path / "c.json"
     assert curves.main([str(log), "-o", str(out), "--patience", "3"]) == 0
     assert json.loads(out.read_text())["early_stop"] is True
+
+
+@pytest.mark.parametrize("rows,message", [
+    ('"abc"', "'rows' is not a list"), ("[1]", "row 0 needs a text 'label' and an integer 'depth'"),
+    ('[{"label": "a", "depth": "2"}]', "row 0 needs a text 'label'"),
+    ('[{"label": "a", "depth": 2, "ppl": "7"}]', "row 0: ppl is not a number")])
+def test_results_table_refuses_malformed_rows_in_one_line(rows, message, tmp_path):
+    bad = tmp_path / "sweep.json"
+    bad.write_text('{"rows": %s}' % rows)
+    out = subprocess.run([sys.executable, str(SCRIPTS / "results_table.py"), str(bad), "--pivot", "ppl"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_lead_baseline_refuses_a_missing_output_directory_and_a_broken_gz(tmp_path):
+    (tmp_path / "test.doc.gz").write_bytes(gzip.compress(b"a document\n")[:-8])  # cut: no gzip trailer
+    (tmp_path / "test.sum").write_text("a summary\n")
+    script = [sys.executable, str(SCRIPTS / "lead_baseline.py"), str(tmp_path)]
+    missing = subprocess.run([*script, "-o", str(tmp_path / "no" / "lead.json")], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 2 and "no directory for -o" in missing.stderr and missing.stderr.count("\n") == 1
+    broken = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 2 and "EOFError" in broken.stderr and broken.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.doc.gz", "test.sum"]
+
+
+@pytest.mark.parametrize("argv,message", [(["--stalled", "0", "x.log"], "argument --stalled: expected a positive integer"),
+                                          (["--patience", "-1", "x.log"], "argument --patience: expected a positive")])
+def test_curves_patience_must_be_positive(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        curves.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err

@@ -145,3 +145,16 @@ def test_fine_tuning_score_is_test_accuracy_at_the_best_valid_epoch():
                     test=54.0), dict(name="mlm4_scratch_d4_s1", valid=1.0, test=2.0)]).splitlines()
     assert rows[2] == "| mlm4_scratch | 4 | 2.0 | s1 2.0 | 1.0 |"
     assert rows[3] == "| mlm8_p05 | 4 | 52.0 | s1 50.0, s2 54.0 | 61.0 |"
+
+
+@pytest.mark.parametrize("content,message", [
+    ("[]", "not a score file"), ('{"name": "runs", "test": 1, "valid": 2}', "not a score file"),
+    ('{"name": "m_d4_s1", "test": "90", "valid": 2}', "not a score file"), ("{", "Expecting")])
+def test_a_bad_score_file_is_one_line_and_exit_2(content, message, tmp_path, capsys):
+    import roberta_scores as rs
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert rs.main(["table", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("roberta_scores.py: error: ") and message in err
