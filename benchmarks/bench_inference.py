@@ -162,7 +162,7 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=2, help="OMP/MKL threads of the fairseq tools")
     ap.add_argument("--repeats", type=int, default=3, help="alternating repeats of each way")
     ap.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine")
-    ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
     opts = ap.parse_args(argv)
     if opts.quick:
         opts.repeats, opts.max_wait = 1, 0

@@ -119,7 +119,7 @@ def parse_args(argv):
                     help="the prune tool to measure (a command line; default: this venv's console script)")
     ap.add_argument("--tmp", default="/tmp", help="where the checkpoints are written (deleted after)")
     ap.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine")
-    ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
     opts = ap.parse_args(argv)
     if opts.quick:
         opts.max_wait = 0

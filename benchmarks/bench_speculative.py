@@ -149,7 +149,7 @@ def parse_args(argv):
     p.add_argument("--alpha-json", help="output of scripts/speculative_alpha.py for the same checkpoint")
     p.add_argument("--target", type=positive_float, default=1.25,
                    help="report the alpha each draft and k needs for this predicted speed-up (issue 13's go: 1.25)")
-    p.add_argument("-o", "--out")
+    p.add_argument("-o", "--out", type=common.out_path)
     return p.parse_args(argv)
 
 

@@ -211,7 +211,7 @@ def parse_args(argv):
     ap.add_argument("--block", type=int, default=3, help="timed updates per variant per round")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine")
-    ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
     opts = ap.parse_args(argv)
     if opts.quick:
         opts.warmup, opts.rounds, opts.block, opts.max_wait = 1, 3, 2, 0

@@ -219,13 +219,29 @@ def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+def out_path(text: str) -> str:
+    """argparse type of ``--out``: refused at once if it names a directory or lies under a file, so a
+    long measurement never ends in a write that cannot succeed."""
+    import argparse
+
+    path = Path(text)
+    blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if path.is_dir() or blocked is not None:
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: " + ("it is a directory" if path.is_dir()
+                                                                     else f"{blocked} is not a directory"))
+    return text
+
+
 def write_result(result: Dict, name: str, out: Optional[str]) -> None:
-    """Print ``result`` as JSON on stdout and, if ``out`` is given, write it there too."""
+    """Print ``result`` as JSON on stdout and, if ``out`` is given, write it there too (beside, then
+    renamed: never half-written)."""
     text = json.dumps(result, indent=1, sort_keys=False)
     print(text)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
+        tmp = Path(out).with_name(f".{Path(out).name}.tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, out)
 
 
 def log(msg: str) -> None:

@@ -435,3 +435,11 @@ def test_cost_benchmark_writes_costs_and_speedups(mt, mt_data, tmp_path, capsys)
     need = costs["alpha_needed"]["every-other/2"]["1"]
     assert result["target"] == 1.25 and need == sp.alpha_needed(1, c, v1, 1.25)
     assert json.loads(capsys.readouterr().out) == result
+
+
+@pytest.mark.parametrize("out,message", [("{tmp}", "it is a directory"), ("{tmp}/file.txt/x.json", "is not a directory")])
+def test_cost_benchmark_refuses_an_output_it_cannot_write(out, message, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    assert run_bench(["x.pt", "data", "-o", out.format(tmp=tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument -o/--out: cannot write" in err and message in err
