@@ -6,6 +6,7 @@ The benchmark machines are shared and noisy, so every script (a) fixes its threa
 machine before measuring and (d) records how much CPU *other* processes used meanwhile
 (``others_cpu_share``: 0 = machine to ourselves, 1 = every core busy with someone else).
 """
+import argparse
 import json
 import os
 import platform
@@ -222,8 +223,6 @@ def median(xs: Sequence[float]) -> float:
 def out_path(text: str) -> str:
     """argparse type of ``--out``: refused at once if it names a directory or lies under a file, so a
     long measurement never ends in a write that cannot succeed."""
-    import argparse
-
     path = Path(text)
     blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if path.is_dir() or blocked is not None:

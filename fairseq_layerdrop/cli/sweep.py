@@ -23,7 +23,6 @@ from tqdm import tqdm
 from fairseq_layerdrop import evaluation, plotting
 from fairseq_layerdrop.checkpoint_stats import checkpoint_stats  # loads through the prune tool's loader
 from fairseq_layerdrop.cli import boundary
-from fairseq_layerdrop.cli.boundary import OneLineParser, positive_int, whole_number
 from fairseq_layerdrop.cli.prune import STRATEGIES
 from fairseq_layerdrop.errors import show
 from fairseq_layerdrop.result_files import write_json, write_text
@@ -33,7 +32,7 @@ TASKS = ("translation", "summarization", "lm")
 
 
 def parse_args(argv):
-    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = boundary.OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="full-depth checkpoint trained with LayerDrop (or not)")
     p.add_argument("data", help="fairseq-preprocess'ed data directory")
     p.add_argument("--task", choices=TASKS, required=True, help="which metric to compute")
@@ -47,13 +46,13 @@ def parse_args(argv):
     p.add_argument("--out-dir", required=True, help="where pruned models and results go")
     p.add_argument("--label", default=None, help="model name in the table and plot (default: file name)")
     p.add_argument("--subset", default="test", help="data split to evaluate")
-    p.add_argument("--beam", type=positive_int, default=5, help="beam size for generation")
-    p.add_argument("--max-tokens", type=positive_int, default=4096, help="tokens per evaluation batch")
-    p.add_argument("--tokens-per-sample", type=positive_int, default=128, help="LM context (eval-lm)")
+    p.add_argument("--beam", type=boundary.positive_int, default=5, help="beam size for generation")
+    p.add_argument("--max-tokens", type=boundary.positive_int, default=4096, help="tokens per evaluation batch")
+    p.add_argument("--tokens-per-sample", type=boundary.positive_int, default=128, help="LM context (eval-lm)")
     p.add_argument("--post-process", default="sentencepiece", help="fairseq-generate --post-process")
     p.add_argument("--gen-args", default="", help="extra fairseq-generate / fairseq-eval-lm arguments "
                    "(one string, split like --prune-args)")
-    p.add_argument("--threads", type=whole_number, default=0, help="OMP threads for evaluation (0: inherit)")
+    p.add_argument("--threads", type=boundary.whole_number, default=0, help="OMP threads for evaluation (0: inherit)")
     p.add_argument("--keep-models", action="store_true", help="keep the pruned checkpoints")
     args = p.parse_args(argv)
     try:
