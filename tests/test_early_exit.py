@@ -8,7 +8,7 @@ import pytest
 import torch
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 import fairseq_layerdrop
 from fairseq_layerdrop.checkpoint_io import load_checkpoint
@@ -149,11 +149,34 @@ def test_exit_loss_trains_only_the_layers_below_the_exit(lm_data):
         assert same == (i >= 2), f"layer {i}"
 
 
-def test_exit_at_or_beyond_the_depth_is_refused(lm_data):
+@pytest.mark.parametrize("family,extra,depth", [
+    ("lm", ["--layerdrop-early-exit-layers", str(LAYERS)], LAYERS),
+    ("mt", ["--layerdrop-early-exit-layers", f"1,{LAYERS + 2}"], LAYERS),
+    ("lm", ["--layerdrop-early-exit-layers", "2", "--decoder-layers-to-keep", "0,3"], 2)])
+def test_exit_the_configured_decoder_cannot_have_is_refused_when_built(lm_data, mt_data, capsys, family, extra, depth):
+    data, task_args = (lm_data, LM) if family == "lm" else (mt_data, MT)
+    cfg = parse(data, task_args, extra)
+    task = tasks.setup_task(cfg.task)
+    with pytest.raises(SystemExit) as stop:
+        task.build_criterion(cfg.criterion)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fairseq-train: error: layerdrop_early_exit_layers")
+    assert f"the decoder has {depth} layers" in err[0]
+
+
+def test_exits_within_a_kept_depth_build(lm_data):
+    cfg = parse(lm_data, LM, ["--layerdrop-early-exit-layers", "2", "--decoder-layers-to-keep", "0,1,3"])
+    assert tasks.setup_task(cfg.task).build_criterion(cfg.criterion).early_exits == (2,)
+
+
+def test_a_criterion_config_standing_alone_refuses_at_the_first_forward(lm_data):
     cfg = parse(lm_data, LM, ["--layerdrop-early-exit-layers", str(LAYERS)])
+    alone = OmegaConf.create(OmegaConf.to_container(cfg.criterion))  # no training config around it
     model, task = setup(cfg)
+    criterion = task.build_criterion(alone)
     with pytest.raises(ValueError, match=rf"layerdrop_early_exit_layers {LAYERS}: the decoder has {LAYERS} layers"):
-        task.build_criterion(cfg.criterion)(model, sample_for(task, False))
+        criterion(model, sample_for(task, False))
 
 
 def test_fairseq_train_logs_the_exit_loss_and_pruning_drops_the_option(lm_data, tmp_path):

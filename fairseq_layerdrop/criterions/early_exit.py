@@ -7,8 +7,14 @@ own output head at each exit depth and adds ``weight * mean(exit losses)`` to th
 Validation losses (early stopping, ``checkpoint_best.pt``) stay the full model's; the exit loss
 is logged in both as ``exit_loss`` (base 2, per token, like ``loss``). The options carry the
 plugin's ``layerdrop_`` prefix, so the prune tool drops them from files written for stock fairseq.
+
+An exit depth the decoder cannot have is refused when the criterion is built, like a bad
+option: fairseq-train builds the model first and its criterion options sit in the same config,
+so the decoder's depth is known then (one line, exit 2). A criterion built from a config that
+is not part of a whole training config only finds out at its first forward (``ValueError``).
 """
 import math
+import sys
 
 from fairseq import metrics
 
@@ -21,6 +27,21 @@ def _decoder(model):
     while not hasattr(model, "decoder") and hasattr(model, "module"):
         model = model.module
     return model.decoder
+
+
+def _configured_decoder_depth(cfg):
+    """The decoder depth the training config builds, or None when ``cfg`` stands alone.
+
+    ``cfg`` is fairseq-train's criterion node; its parent is the whole config, whose ``model``
+    is an OmegaConf node (dataclass models) or an argparse Namespace (legacy ones).
+    """
+    parent = cfg._get_parent() if hasattr(cfg, "_get_parent") else None
+    model_cfg = getattr(parent, "model", None) if parent is not None else None
+    keep = getattr(model_cfg, "decoder_layers_to_keep", None)
+    if keep:
+        return len(str(keep).split(","))
+    depth = getattr(model_cfg, "decoder_layers", None)
+    return depth if isinstance(depth, int) else None
 
 
 class EarlyExitMixin:
@@ -39,6 +60,13 @@ class EarlyExitMixin:
         criterion = super().build_criterion(cfg, task)
         criterion.early_exits = parse_exit_layers(getattr(cfg, "layerdrop_early_exit_layers", ""))
         criterion.early_exit_weight = check_exit_weight(getattr(cfg, "layerdrop_early_exit_weight", 1.0))
+        depth = _configured_decoder_depth(cfg)
+        if criterion.early_exits and depth is not None:
+            try:
+                check_exits(criterion.early_exits, depth)
+            except ValueError as error:  # a bad option: reported as argparse reports one
+                print(f"fairseq-train: error: {error}", file=sys.stderr)
+                raise SystemExit(2) from None
         return criterion
 
     def forward(self, model, sample, reduce=True):
