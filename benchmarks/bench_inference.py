@@ -18,7 +18,6 @@ the same amount of search.
 
     .venv/bin/python benchmarks/bench_inference.py [--quick] [--threads 2] [--out results/inference.json]
 """
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from fairseq_layerdrop import evaluation  # noqa: E402  (tool commands and output parsers)
+from fairseq_layerdrop.cli.boundary import OneLineParser, nonnegative_float, positive_int  # noqa: E402
 
 MT = dict(vocab=1000, sentences=200, src_len=20, out_len=40, batch_size=50, layers=(6, 12),
           dims=(256, 1024, 4))  # dims: embed, FFN, heads
@@ -38,10 +38,6 @@ QUICK_LM = dict(LM, sentences=20, src_len=40, tokens_per_sample=64, layers=4, di
 
 def every_other(n: int) -> str:
     return ",".join(str(i) for i in range(0, n, 2))
-
-
-def prune_available() -> bool:
-    return common.run_timed([*evaluation.tool_command("fairseq-layerdrop-prune"), "--help"], timeout=120)["returncode"] == 0
 
 
 def mt_checkpoints(tmp: Path, spec: Dict) -> Dict:
@@ -84,8 +80,8 @@ def prune(ckpt: Dict, out: Path) -> Dict:
     return {"wall_s": round(res["wall_s"], 2), "file_bytes": out.stat().st_size}
 
 
-def ways(ckpt: Dict, pruned: Path = None) -> Dict[str, List[str]]:
-    """Command-line fragments of the ways to run a model (pruned file if available)."""
+def ways(ckpt: Dict, pruned: Path) -> Dict[str, List[str]]:
+    """Command-line fragments of the ways to run a model."""
     overrides = {"decoder_layers_to_keep": ckpt["keep"]}
     if isinstance(ckpt["layers"], tuple):
         # stock fairseq's prune_state_dict drops every ``.layers.N.`` key no pass claims: pruning the
@@ -93,8 +89,7 @@ def ways(ckpt: Dict, pruned: Path = None) -> Dict[str, List[str]]:
         overrides["encoder_layers_to_keep"] = ",".join(str(i) for i in range(ckpt["layers"][0]))
     overrides = repr(overrides)
     out = {"full": ["--path", ckpt["full"], "--user-dir", common.PLUGIN_DIR]}
-    if pruned is not None:
-        out["pruned_file"] = ["--path", pruned]  # stock fairseq: no --user-dir, no overrides
+    out["pruned_file"] = ["--path", pruned]  # stock fairseq: no --user-dir, no overrides
     out["full_load_time_pruned"] = out["full"] + ["--model-overrides", overrides]
     # reference: a model that had half the decoder layers from the start (other random weights)
     out["native_half_depth"] = ["--path", ckpt["native_half"], "--user-dir", common.PLUGIN_DIR]
@@ -157,13 +152,15 @@ def compare(runner, ckpt: Dict, spec: Dict, way_args: Dict, repeats: int, speed_
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="bench_inference.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny models and data (< 1 minute)")
-    ap.add_argument("--threads", type=int, default=2, help="OMP/MKL threads of the fairseq tools")
-    ap.add_argument("--repeats", type=int, default=3, help="alternating repeats of each way")
-    ap.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine")
+    ap.add_argument("--threads", type=positive_int, default=2, help="OMP/MKL threads of the fairseq tools")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="alternating repeats of each way")
+    ap.add_argument("--max-wait", type=nonnegative_float, default=300, help="seconds to wait for a quiet machine")
     ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
     opts = ap.parse_args(argv)
+    if not common.starts(evaluation.tool_command("fairseq-layerdrop-prune")):
+        ap.error("fairseq-layerdrop-prune does not start: install the project first (scripts/setup_env.sh)")
     if opts.quick:
         opts.repeats, opts.max_wait = 1, 0
     return opts
@@ -176,18 +173,14 @@ def main(argv=None) -> Dict:
     result = {"benchmark": "inference", "command": "python benchmarks/bench_inference.py " + " ".join(argv or sys.argv[1:]),
               "settings": {k: v for k, v in vars(opts).items() if k != "out"},
               "weights": "random (fairseq init, untrained); output lengths forced", "mt": {}, "lm": {}}
-    have_prune = prune_available()
-    if not have_prune:  # TODO(prune): remove once fairseq-layerdrop-prune is installed everywhere
-        result["pruned_file"] = "TODO: fairseq-layerdrop-prune not available; pruned-file runs skipped"
     with tempfile.TemporaryDirectory(prefix="ld_bench_inf_") as tmp:
         tmp = Path(tmp)
         for key, spec, make, runner, speed_keys in (
                 ("mt", mt_spec, mt_checkpoints, run_generate, ("sentences_per_s", "tokens_per_s")),
                 ("lm", lm_spec, lm_checkpoints, run_eval_lm, ("tokens_per_s",))):
             ckpt = make(tmp, spec)
-            pruned = tmp / f"{key}_pruned.pt" if have_prune else None
-            if pruned is not None:
-                ckpt["prune"] = prune(ckpt, pruned)
+            pruned = tmp / f"{key}_pruned.pt"
+            ckpt["prune"] = prune(ckpt, pruned)
             result[key]["model"] = {k: v for k, v in spec.items()}
             result[key]["model"].update(params=ckpt["params"], file_bytes=ckpt["file_bytes"],
                                         decoder_layers_kept=ckpt["keep"], prune=ckpt.get("prune"))

@@ -17,7 +17,6 @@ prune module is measured as well: the fixed start-up cost in time and memory.
 
     .venv/bin/python benchmarks/bench_prune.py [--quick] [--out results/prune.json]
 """
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from typing import Dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+
+from fairseq_layerdrop.cli.boundary import OneLineParser, nonnegative_float, positive_int  # noqa: E402
 
 PRUNE = common.VENV_BIN / "fairseq-layerdrop-prune"
 # name -> (encoder layers, decoder layers, embed dim, FFN dim, heads, take one update)
@@ -111,16 +112,20 @@ def startup_cost() -> Dict:
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="bench_prune.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small checkpoints (a few MB, < 1 minute)")
-    ap.add_argument("--threads", type=int, default=2, help="OMP/MKL threads of the prune tool")
-    ap.add_argument("--repeats", type=int, default=3, help="alternating cp / prune repeats")
+    ap.add_argument("--threads", type=positive_int, default=2, help="OMP/MKL threads of the prune tool")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="alternating cp / prune repeats")
     ap.add_argument("--prune-cmd", default=str(PRUNE),
                     help="the prune tool to measure (a command line; default: this venv's console script)")
     ap.add_argument("--tmp", default="/tmp", help="where the checkpoints are written (deleted after)")
-    ap.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine")
+    ap.add_argument("--max-wait", type=nonnegative_float, default=300, help="seconds to wait for a quiet machine")
     ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
     opts = ap.parse_args(argv)
+    if not Path(opts.tmp).is_dir():
+        ap.error(f"--tmp {opts.tmp!r} is not a directory")
+    if not common.starts(opts.prune_cmd.split()):
+        ap.error(f"--prune-cmd {opts.prune_cmd!r} does not start (its --help fails)")
     if opts.quick:
         opts.max_wait = 0
     return opts
@@ -132,10 +137,6 @@ def main(argv=None) -> Dict:
     result = {"benchmark": "prune", "command": "python benchmarks/bench_prune.py " + " ".join(argv or sys.argv[1:]),
               "settings": {k: v for k, v in vars(opts).items() if k != "out"}, "checkpoints": {}}
     prune_cmd = opts.prune_cmd.split()
-    if common.run_timed([*prune_cmd, "--help"])["returncode"] != 0:
-        result["error"] = "TODO: fairseq-layerdrop-prune not available; nothing measured"
-        common.write_result(result, "prune", opts.out)
-        return result
     shapes = QUICK_CHECKPOINTS if opts.quick else CHECKPOINTS
     with tempfile.TemporaryDirectory(prefix="ld_bench_prune_", dir=opts.tmp) as tmp:
         tmp = Path(tmp)

@@ -19,7 +19,6 @@ updates of the configuration, and also report times adjusted to the *expected* d
 
     .venv/bin/python benchmarks/bench_train.py [--quick] [--threads 2] [--out results/train.json]
 """
-import argparse
 import gc
 import sys
 import tempfile
@@ -32,6 +31,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import train_stats  # noqa: E402
+
+from fairseq_layerdrop.cli.boundary import (  # noqa: E402
+    OneLineParser,
+    choice_list,
+    nonnegative_float,
+    positive_int,
+    whole_number,
+)
 
 # --- configurations ----------------------------------------------------------------------
 # "layers" maps stack -> number of layers; "batch" = (sentences, source tokens, target tokens)
@@ -202,15 +209,16 @@ def measure_config(name: str, spec: Dict, opts, tmp: Path) -> Dict:
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="bench_train.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny model, few updates (< 1 minute)")
-    ap.add_argument("--configs", default=None, help="comma-separated subset of " + ",".join(CONFIGS))
-    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed updates per variant")
-    ap.add_argument("--rounds", type=int, default=10, help="round-robin rounds over the variants")
-    ap.add_argument("--block", type=int, default=3, help="timed updates per variant per round")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine")
+    ap.add_argument("--configs", default=None, type=choice_list([*CONFIGS, *QUICK_CONFIGS], "configuration"),
+                    help="comma-separated subset of " + ",".join(CONFIGS))
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
+    ap.add_argument("--warmup", type=whole_number, default=3, help="untimed updates per variant")
+    ap.add_argument("--rounds", type=positive_int, default=10, help="round-robin rounds over the variants")
+    ap.add_argument("--block", type=positive_int, default=3, help="timed updates per variant per round")
+    ap.add_argument("--seed", type=whole_number, default=1)
+    ap.add_argument("--max-wait", type=nonnegative_float, default=300, help="seconds to wait for a quiet machine")
     ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
     opts = ap.parse_args(argv)
     if opts.quick:
@@ -227,7 +235,7 @@ def main(argv=None) -> Dict:
 
     configs = QUICK_CONFIGS if opts.quick else CONFIGS
     if opts.configs:
-        configs = {k: CONFIGS.get(k) or QUICK_CONFIGS[k] for k in opts.configs.split(",")}
+        configs = {k: CONFIGS.get(k) or QUICK_CONFIGS[k] for k in opts.configs}
     result = {"benchmark": "train", "command": "python benchmarks/bench_train.py " + " ".join(argv or sys.argv[1:]),
               "settings": {k: v for k, v in vars(opts).items() if k != "out"}, "configs": {}}
     result["load"] = common.wait_for_quiet(opts.max_wait)

@@ -129,6 +129,14 @@ def run_timed(cmd: Sequence[str], env_extra: Optional[Dict] = None, timeout: flo
             "stdout": proc.stdout, "stderr": proc.stderr}
 
 
+def starts(cmd: Sequence[str]) -> bool:
+    """Whether ``cmd --help`` runs and exits 0 (a missing program or a hang counts as no)."""
+    try:
+        return bool(cmd) and run_timed([*cmd, "--help"], timeout=120)["returncode"] == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def run_timed_rss(cmd: Sequence[str], env_extra: Optional[Dict] = None) -> Dict:
     """Run ``cmd`` under GNU ``/usr/bin/time``; wall seconds and the command's own peak RSS (bytes).
 

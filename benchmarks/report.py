@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from fairseq_layerdrop.cli.boundary import OneLineParser
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -88,15 +90,27 @@ def prune_tables(res):
     return out
 
 
-def main(argv=None):
-    root = Path((argv or sys.argv[1:] or [RESULTS])[0])
+def main(argv=None) -> int:
+    ap = OneLineParser(prog="report.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", nargs="?", default=str(RESULTS), help="directory of the benchmarks' JSON files")
+    root = Path(ap.parse_args(argv).results)
+    if not root.is_dir():
+        ap.error(f"{str(root)!r} is not a directory")
+    parts = []
     for name, render in (("train", train_tables), ("inference", inference_tables), ("prune", prune_tables)):
         path = root / f"{name}.json"
-        if path.exists():
-            res = json.loads(path.read_text())
-            print(f"### {name}\n\nCommand: `{res['command']}`\n")
-            print("\n".join(render(res) if "error" not in res else [res["error"]]) + "\n")
+        if not path.exists():
+            continue
+        try:
+            res = json.loads(path.read_text(encoding="utf-8"))
+            parts.append(f"### {name}\n\nCommand: `{res['command']}`\n\n" + "\n".join(render(res)) + "\n")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            ap.error(f"{path}: not a readable {name} benchmark result ({type(err).__name__}: {err})")
+    if not parts:
+        ap.error(f"no train.json, inference.json or prune.json in {str(root)!r}")
+    print("\n".join(parts))  # all tables or none
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
