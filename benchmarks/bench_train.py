@@ -32,13 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import train_stats  # noqa: E402
 
-from fairseq_layerdrop.cli.boundary import (  # noqa: E402
-    OneLineParser,
-    choice_list,
-    nonnegative_float,
-    positive_int,
-    whole_number,
-)
+from fairseq_layerdrop.cli import boundary  # noqa: E402
 
 # --- configurations ----------------------------------------------------------------------
 # "layers" maps stack -> number of layers; "batch" = (sentences, source tokens, target tokens)
@@ -209,16 +203,16 @@ def measure_config(name: str, spec: Dict, opts, tmp: Path) -> Dict:
 
 
 def parse_args(argv):
-    ap = OneLineParser(prog="bench_train.py", description=__doc__.split("\n\n")[0])
+    ap = boundary.OneLineParser(prog="bench_train.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny model, few updates (< 1 minute)")
-    ap.add_argument("--configs", default=None, type=choice_list([*CONFIGS, *QUICK_CONFIGS], "configuration"),
+    ap.add_argument("--configs", default=None, type=boundary.choice_list([*CONFIGS, *QUICK_CONFIGS], "configuration"),
                     help="comma-separated subset of " + ",".join(CONFIGS))
-    ap.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
-    ap.add_argument("--warmup", type=whole_number, default=3, help="untimed updates per variant")
-    ap.add_argument("--rounds", type=positive_int, default=10, help="round-robin rounds over the variants")
-    ap.add_argument("--block", type=positive_int, default=3, help="timed updates per variant per round")
-    ap.add_argument("--seed", type=whole_number, default=1)
-    ap.add_argument("--max-wait", type=nonnegative_float, default=300, help="seconds to wait for a quiet machine")
+    ap.add_argument("--threads", type=boundary.positive_int, default=2, help="torch intra-op threads")
+    ap.add_argument("--warmup", type=boundary.whole_number, default=3, help="untimed updates per variant")
+    ap.add_argument("--rounds", type=boundary.positive_int, default=10, help="round-robin rounds over the variants")
+    ap.add_argument("--block", type=boundary.positive_int, default=3, help="timed updates per variant per round")
+    ap.add_argument("--seed", type=boundary.whole_number, default=1)
+    ap.add_argument("--max-wait", type=boundary.nonnegative_float, default=300, help="seconds to wait for a quiet machine")
     ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
     opts = ap.parse_args(argv)
     if opts.quick:
