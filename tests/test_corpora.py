@@ -209,6 +209,17 @@ def test_parse_descriptions_paragraphs():
         ("tool for x", ["First line continues.", "Second."]), ("no long text", [])]
 
 
+def test_bytes_that_were_not_utf8_drop_their_pair_paragraph_or_description():
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # how corpus_io.read_raw hands over a stray byte
+    assert ct.undecodable(bad) and not ct.undecodable("a written U+FFFD \ufffd is text")
+    assert not ct.keep_pair(f"Open the {bad} file.", "Öffnen Sie die Datei.")
+    assert ct.keep_pair("Open the \ufffd file.", "Öffnen Sie die \ufffd Datei.")
+    assert ct.rst_paragraphs(RST.replace("a small device", f"a {bad} device")) == ct.rst_paragraphs(RST)[1:]
+    good = TRANSLATION.format(name="a", synopsis="kept", first="First.", second="Second.")
+    damaged = TRANSLATION.format(name="b", synopsis="dropped", first="First.", second=f"Second {bad}.")
+    assert list(ct.parse_descriptions(good + "\n" + damaged)) == [("kept", ["First.", "Second."])]
+
+
 def test_sum_boilerplate_first_paragraph_lands_in_one_split(tmp_path):
     boiler = " ".join(["The shared framework boilerplate paragraph says the same thing."] * 5)
     stanzas = []
