@@ -248,7 +248,8 @@ MESSAGES = {"mt": "raw directory not found: /nonexistent/raw", "sum": "no Transl
 
 @pytest.mark.parametrize("args", [["mt", "/nonexistent/raw"], ["sum", "EMPTY"], ["embed", "EMPTY"]])
 def test_build_cli_bad_input_exits_2_with_one_line(tmp_path, args):
-    raw = str(tmp_path) if args[1] == "EMPTY" else args[1]  # exists but holds no data
+    (tmp_path / "raw").mkdir()
+    raw = str(tmp_path / "raw") if args[1] == "EMPTY" else args[1]  # exists but holds no data
     out = _run([sys.executable, str(SCRIPTS / "build_corpora.py"), args[0], raw, str(tmp_path / "out")])
     assert out.returncode == 2
     assert out.stderr.startswith("build_corpora.py: error:") and out.stderr.count("\n") == 1
