@@ -11,26 +11,27 @@ input always gives the same files and a group never straddles two splits:
        key = the FIRST paragraph, since many packages share a boilerplate first paragraph
        and a shared paragraph must not sit in train and test at once.  -> {...}.doc / .sum
 
-Standard library only (no fairseq); the format readers live in corpus_text.py.
+Standard library only (no fairseq); the format readers live in corpus_text.py, reading,
+writing and exit statuses in corpus_io.py: bytes that are not UTF-8 cost only the paragraphs
+holding them, a truncated or corrupt compressed index is refused, and a build writes all of its
+files or none (one line ``build_corpora.py: error: ...``, exit 2; Ctrl-C 130).
 ``embed`` writes the small gzipped slice committed under data/embedded (see embed_corpora.py).
 """
-import argparse
 import hashlib
 import sys
 from pathlib import Path
 
-from corpus_text import pair_pages, parse_descriptions, rst_paragraphs  # scripts/ (sibling)
+# siblings in scripts/: reading, writing and exit statuses; the format readers
+from corpus_io import CorpusError, OneLineParser, check_output, index_files, positive_int, read_raw, run, write_outputs
+from corpus_text import pair_pages, parse_descriptions, rst_paragraphs
 
 SPLITS = ("train", "valid", "test")
 
 
-class CorpusError(ValueError):
-    """Bad input (missing directory, no data): the CLI prints it on one line and exits 2."""
-
-
 # ---------------------------------------------------------------- splitting (all corpora)
 def group_hash(key: str, salt: str) -> str:
-    return hashlib.sha1(f"{salt}\0{key}".encode("utf-8")).hexdigest()
+    # surrogateescape: a file name that is not UTF-8 keeps its own bytes (others hash as before)
+    return hashlib.sha1(f"{salt}\0{key}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def split_of(key: str, salt: str, permille: int = 20) -> str:
@@ -71,12 +72,10 @@ def assign_splits(groups, salt: str, check_sides=(0,), max_train=None, permille=
 
 
 def write_splits(splits: dict, out_dir: Path, suffixes) -> dict:
-    """Write one file per split and side (``train.en`` ...); returns {split: line count}."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, examples in splits.items():
-        for side, suffix in enumerate(suffixes):
-            with open(out_dir / f"{name}.{suffix}", "w", encoding="utf-8") as f:
-                f.writelines(ex[side] + "\n" for ex in examples)
+    """Write one file per split and side (``train.en`` ...), all or nothing; returns {split: line count}."""
+    files = {f"{name}.{suffix}": "".join(ex[side] + "\n" for ex in examples).encode("utf-8")
+             for name, examples in splits.items() for side, suffix in enumerate(suffixes)}
+    write_outputs(out_dir, files)
     return {name: len(examples) for name, examples in splits.items()}
 
 
@@ -96,7 +95,7 @@ def mt_groups(raw: Path):
         rel = en_file.relative_to(en_dir).as_posix()
         de_file = de_dir / rel
         if de_file.is_file():
-            pairs = pair_pages(en_file.read_text("utf-8"), de_file.read_text("utf-8"))
+            pairs = pair_pages(read_raw(en_file), read_raw(de_file))
             yield rel, pairs
 
 
@@ -109,18 +108,18 @@ def lm_groups(raw: Path):
     for path in files:
         rel = path.relative_to(src).as_posix()
         if not rel.startswith("translations/"):
-            paras = rst_paragraphs(path.read_text("utf-8", errors="replace"))
+            paras = rst_paragraphs(read_raw(path))
             yield rel, [(p,) for p in paras]
 
 
 # ---------------------------------------------------------------- SUM: Debian descriptions
 def sum_groups(raw: Path, min_words: int = 40):
-    files = sorted(p for p in raw.rglob("*Translation-en*") if p.is_file())
+    files = index_files(raw, "*Translation-en*")
     if not files:
         raise CorpusError(f"no Translation-en index under {raw}")
     groups = {}
     for path in files:
-        for synopsis, paras in parse_descriptions(path.read_text("utf-8", errors="replace")):
+        for synopsis, paras in parse_descriptions(read_raw(path)):
             doc = " ".join(paras)
             if synopsis and len(doc.split()) >= min_words:
                 groups.setdefault(paras[0], []).append((doc, synopsis))
@@ -138,10 +137,18 @@ CORPORA = {  # mode: (groups function, salt, sides checked for leakage, suffixes
 }
 
 
+def check_raw(raw: Path, out: Path) -> None:
+    """The checks every build makes before reading: an input directory, a usable output path."""
+    raw = Path(raw)
+    if not raw.is_dir():
+        problem = "is not a directory" if raw.exists() else "not found"
+        raise CorpusError(f"raw directory {problem}: {raw}")
+    check_output(Path(out), inputs=raw)  # an output inside raw/ would be searched as input next time
+
+
 def build(mode: str, raw: Path, out: Path, max_train=None) -> dict:
-    """Build one corpus from ``raw`` into ``out``; returns {split: line count}."""
-    if not Path(raw).is_dir():
-        raise CorpusError(f"raw directory not found: {raw}")
+    """Build one corpus from ``raw`` into ``out`` (all read first, then written); returns {split: line count}."""
+    check_raw(raw, out)
     groups_fn, salt, sides, suffixes, permille = CORPORA[mode]
     splits = assign_splits(list(groups_fn(Path(raw))), salt, sides, max_train, permille)
     if not splits["train"]:
@@ -150,24 +157,24 @@ def build(mode: str, raw: Path, out: Path, max_train=None) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="build_corpora.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=[*CORPORA, "embed"],
                         help="corpus to build, or 'embed': slice built corpora into data/embedded")
     parser.add_argument("raw_dir", type=Path, help="extracted packages (embed: the built corpora dir)")
     parser.add_argument("out_dir", type=Path, help="where the split files are written")
-    parser.add_argument("--max-train", type=int, default=None, metavar="N", help="keep at most N train examples")
+    parser.add_argument("--max-train", type=positive_int, default=None, metavar="N",
+                        help="keep at most N train examples")
     args = parser.parse_args(argv)
-    try:
+
+    def work():
         if args.mode == "embed":
             from embed_corpora import write_embedded  # sibling script; imported only when used
             counts = write_embedded(args.raw_dir, args.out_dir)
         else:
             counts = build(args.mode, args.raw_dir, args.out_dir, args.max_train)
-    except (CorpusError, OSError) as err:
-        print(f"build_corpora.py: error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.mode}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return 0
+        print(f"{args.mode}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    return run("build_corpora.py", work)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,22 @@
   blocks, titles, tables and field lists are dropped and inline markup is unwrapped.
 - apt's Translation-en index: each package's synopsis and long-description paragraphs.
 
+Bytes that were not UTF-8 reach these functions as lone surrogates (corpus_io.read_raw decodes
+raw sources with ``errors="surrogateescape"``): every pair, paragraph or description holding one
+is dropped (:func:`undecodable`), so a damaged file costs its damaged parts, never the build.
+
 Standard library only; every function is pure (text in, text out) so tests call them directly.
 """
 import re
 from html.parser import HTMLParser
 
 MAX_WORDS, MAX_RATIO = 80, 2.5  # MT pair filters: longest side, longest/shortest in words
+UNDECODED = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8 (surrogateescape)
+
+
+def undecodable(text: str) -> bool:
+    """True when ``text`` holds a byte of its file that was not UTF-8."""
+    return UNDECODED.search(text) is not None
 
 
 def normalise(text: str) -> str:
@@ -87,7 +97,9 @@ def help_paragraphs(html_text: str) -> dict:
 
 
 def keep_pair(en: str, de: str) -> bool:
-    """Drop empty, markup-only, untranslated, over-long and odd-ratio pairs."""
+    """Drop damaged, empty, markup-only, untranslated, over-long and odd-ratio pairs."""
+    if undecodable(en) or undecodable(de):
+        return False
     if not re.search(r"[^\W\d_]", en) or not re.search(r"[^\W\d_]", de) or en == de:
         return False
     n_en, n_de = len(en.split()), len(de.split())
@@ -181,17 +193,18 @@ def rst_paragraphs(source: str) -> list:
         if FIELD.match(para[0]):
             continue
         text = clean_inline(" ".join(para))
-        if is_prose(text):
+        if is_prose(text) and not undecodable(text):
             out.append(text)
     return out
 
 
 # ---------------------------------------------------------------- apt description index
 def parse_descriptions(text: str):
-    """(synopsis, [paragraph, ...]) per stanza of an apt Translation-en index."""
+    """(synopsis, [paragraph, ...]) per stanza of an apt Translation-en index; a description
+    holding a byte that was not UTF-8 is skipped whole (its paragraphs belong together)."""
     for stanza in re.split(r"\n\s*\n", text):
         m = re.search(r"^Description-en: ?(.*)$((?:\n[ \t].*)*)", stanza, re.M)
-        if not m:
+        if not m or undecodable(m.group(0)):
             continue
         paras, current = [], []
         for line in m.group(2).split("\n")[1:]:

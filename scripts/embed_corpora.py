@@ -5,10 +5,16 @@ Run through ``python scripts/build_corpora.py embed CORPORA_DIR data/embedded`` 
 build_corpora.py already ordered by group hash (a fixed pseudo-random order), so a slice is a
 spread-out sample of pages/documents, and the same corpora always give byte-identical files
 (gzip header without name or time). README.md and LICENSES/ are written alongside.
+
+Everything is read and checked first (the built corpora and SOURCES.tsv must be UTF-8, the sides
+of a split as long as each other), then written all or nothing (corpus_io.write_outputs): a
+failure leaves the destination as it was.
 """
 import gzip
-import shutil
+import io
 from pathlib import Path
+
+from corpus_io import CorpusError, check_output, read_own, write_outputs  # scripts/ (sibling)
 
 # corpus dir: (suffixes, {split: (unit, limit)}); unit "lines" or "bytes"/"words" of the first side
 SLICES = {
@@ -38,30 +44,44 @@ def take(lines: list, unit: str, limit: int) -> int:
     return len(lines)
 
 
-def write_gz(path: Path, lines: list) -> None:
-    """Deterministic gzip: no file name or time stamp in the header."""
-    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+def gz_bytes(lines: list) -> bytes:
+    """Deterministic gzip of ``lines``: no file name or time stamp in the header."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as f:
         f.write("".join(line + "\n" for line in lines).encode("utf-8"))
+    return buffer.getvalue()
 
 
-def slice_corpus(src: Path, dest: Path, suffixes, limits) -> dict:
-    """Copy the first lines of each split of ``src`` to ``dest`` as .gz; returns counts."""
-    dest.mkdir(parents=True, exist_ok=True)
+def read_sides(src: Path, split: str, suffixes) -> list:
+    """The lines of each side of one split (``train.en``, ``train.de``); the sides must align."""
+    sides = [read_own(src / f"{split}.{s}").splitlines() for s in suffixes]
+    if len({len(lines) for lines in sides}) > 1:
+        raise CorpusError(f"{src}: {' and '.join(f'{split}.{s}' for s in suffixes)} differ in length")
+    return sides
+
+
+def slice_corpus(src: Path, name: str, suffixes, limits, files: dict) -> dict:
+    """The first lines of each split of ``src`` as ``name/{split}.{suffix}.gz`` into ``files``; returns counts."""
     counts = {}
     for split, (unit, limit) in limits.items():
-        sides = [(src / f"{split}.{s}").read_text("utf-8").splitlines() for s in suffixes]
+        sides = read_sides(src, split, suffixes)
         n = take(sides[0], unit, limit)
         for suffix, lines in zip(suffixes, sides):
-            write_gz(dest / f"{split}.{suffix}.gz", lines[:n])
+            files[f"{name}/{split}.{suffix}.gz"] = gz_bytes(lines[:n])
         counts[split] = {"lines": n, "full": len(sides[0]), "words": [sum(len(x.split()) for x in lines[:n]) for lines in sides]}
     return counts
 
 
 def read_sources(raw: Path) -> list:
+    """Rows of fetch_corpora.sh's SOURCES.tsv (without its header); each has a source and a version."""
     path = raw / "SOURCES.tsv"
     if not path.is_file():
         return []
-    return [line.split("\t") for line in path.read_text("utf-8").splitlines()[1:] if line]
+    rows = [line.split("\t") for line in read_own(path).splitlines()[1:] if line]
+    for number, row in enumerate(rows, start=2):
+        if len(row) < 2:
+            raise CorpusError(f"{path}: line {number} is not tab-separated (source, version, ...)")
+    return rows
 
 
 README = """# Embedded real-text corpora
@@ -114,7 +134,7 @@ each split in hash order. Cleaning rules: `scripts/build_corpora.py`, `scripts/c
 """
 
 
-def write_readme(out: Path, counts: dict, sources: list) -> None:
+def readme(counts: dict, sources: list) -> bytes:
     rows = []
     for name, per_split in counts.items():
         suffixes = SLICES[name][0]
@@ -125,20 +145,21 @@ def write_readme(out: Path, counts: dict, sources: list) -> None:
                                           else "GPL-2.0" if s[0].startswith("linux") else "MPL-2.0") + " |"
                 for s in sources if not s[0].startswith("Packages")]  # cls_debian's, in its README
     text = README.replace("{rows}", "\n".join(rows)).replace("{sources}", "\n".join(src_rows))
-    (out / "README.md").write_text(text, "utf-8")
+    return text.encode("utf-8")
 
 
 def write_embedded(corpora: Path, out: Path) -> dict:
     """Slice ``corpora/{mt_en_de,lm_kernel,sum_debian}`` into ``out``; returns train line counts."""
     corpora, out = Path(corpora), Path(out)
-    counts = {}
+    check_output(out)
+    counts, files = {}, {}
     for name, (suffixes, limits) in SLICES.items():
         if not (corpora / name / f"train.{suffixes[0]}").is_file():
-            raise FileNotFoundError(f"{corpora / name}/train.{suffixes[0]} (run fetch_corpora.sh first)")
-        counts[name] = slice_corpus(corpora / name, out / name, suffixes, limits)
-    (out / "LICENSES").mkdir(exist_ok=True)
+            raise CorpusError(f"missing {corpora / name}/train.{suffixes[0]} (run fetch_corpora.sh first)")
+        counts[name] = slice_corpus(corpora / name, name, suffixes, limits, files)
     for name, rel in LICENSE_FILES.items():
         if (corpora / "raw" / rel).is_file():
-            shutil.copyfile(corpora / "raw" / rel, out / "LICENSES" / name)
-    write_readme(out, counts, read_sources(corpora / "raw"))
+            files[f"LICENSES/{name}"] = (corpora / "raw" / rel).read_bytes()
+    files["README.md"] = readme(counts, read_sources(corpora / "raw"))
+    write_outputs(out, files)
     return {name: c["train"]["lines"] for name, c in counts.items()}

@@ -4,10 +4,12 @@ Run through ``python scripts/sentence_task.py embed CORPORA/cls_debian data/embe
 --raw CORPORA/raw`` after ``scripts/fetch_corpora.sh CORPORA``. The slice is the first lines of
 each split; sentence_task.py writes them round-robin over the sections, so a prefix of a
 multiple of the number of sections is balanced. Files are deterministic gzip (embed_corpora.py).
+As there, everything is read and checked first and then written all or nothing (corpus_io.py).
 """
 from pathlib import Path
 
-from embed_corpora import read_sources, take, write_gz  # scripts/ (siblings)
+from corpus_io import CorpusError, check_output, read_own, write_outputs  # scripts/ (siblings)
+from embed_corpora import gz_bytes, read_sides, read_sources, take
 from sentence_task import SUFFIXES
 
 LIMITS = {"train": 2400, "valid": 400, "test": 400}  # lines; multiples of 8 sections
@@ -55,29 +57,28 @@ maintainers and upstream authors. The section labels are Debian archive metadata
 """
 
 
-def _lines(path: Path) -> list:
-    return path.read_text("utf-8").splitlines()
-
-
 def write_embedded_task(corpus: Path, out: Path, raw=None) -> dict:
     """Slice the built task ``corpus`` into ``out`` (gzipped) with a README; returns line counts."""
     corpus, out = Path(corpus), Path(out)
+    check_output(out)
     if not (corpus / "train.input0").is_file():
-        raise FileNotFoundError(f"{corpus}/train.input0 (run sentence_task.py build first)")
-    out.mkdir(parents=True, exist_ok=True)
-    rows, counts = [], {}
+        raise CorpusError(f"missing {corpus}/train.input0 (run sentence_task.py build first)")
+    rows, counts, files = [], {}, {}
     for split, limit in LIMITS.items():
-        sides = [_lines(corpus / f"{split}.{suffix}") for suffix in SUFFIXES]
+        sides = read_sides(corpus, split, SUFFIXES)
         n = take(sides[0], "lines", limit)
         for suffix, lines in zip(SUFFIXES, sides):
-            write_gz(out / f"{split}.{suffix}.gz", lines[:n])
+            files[f"{split}.{suffix}.gz"] = gz_bytes(lines[:n])
         counts[split] = n
         rows.append(f"| {split} | {n} | {sum(len(x.split()) for x in sides[0][:n])} | {len(sides[0])} |")
-    sections = sorted({label for label in _lines(corpus / "train.label")})
+    sections = sorted(set(read_own(corpus / "train.label").splitlines()))
+    if not sections:
+        raise CorpusError(f"{corpus}/train.label has no sections (an empty task)")
     per_class = ", ".join(f"{split} {counts[split] // len(sections)}" for split in LIMITS) + " per section"
     sources = [f"| {s[0]} | {s[1]} |" for s in read_sources(Path(raw)) if s[0].startswith(("Translation", "Packages"))] \
         if raw else []
     text = README.format(k=len(sections), per_class=per_class, chance=100 / len(sections), rows="\n".join(rows),
                          sections=", ".join(f"`{s}`" for s in sections), sources="\n".join(sources) or "| - | - |")
-    (out / "README.md").write_text(text, "utf-8")
+    files["README.md"] = text.encode("utf-8")
+    write_outputs(out, files)
     return counts

@@ -21,17 +21,22 @@ Output: ``{train,valid,test}.input0`` (text) and ``.label`` (section), the layou
 ``scripts/prepare_sentence_task.sh``. ``embed`` writes the small gzipped slice under
 ``data/embedded/cls_debian`` with its README (counts, sources, licence).
 
+Hostile input (rules in corpus_io.py): a description or section holding bytes that are not
+UTF-8 is dropped, a truncated or corrupt compressed index (.gz, .bz2, .xz) is refused, and the
+files are written all or nothing; failures are one line ``sentence_task.py: error: ...``, exit 2
+(a bug 1, Ctrl-C 130).
+
     python scripts/sentence_task.py build RAW_DEBIAN_DIR OUT_DIR
     python scripts/sentence_task.py embed OUT_DIR data/embedded/cls_debian [--raw RAW_DIR]
 """
-import argparse
 import re
 import sys
 from collections import Counter
 from pathlib import Path
 
-from build_corpora import SPLITS, CorpusError, assign_splits, write_splits  # scripts/ (siblings)
-from corpus_text import normalise, parse_descriptions
+from build_corpora import SPLITS, assign_splits, check_raw, write_splits  # scripts/ (siblings)
+from corpus_io import CorpusError, OneLineParser, index_files, positive_int, read_raw, run
+from corpus_text import normalise, parse_descriptions, undecodable
 
 NUM_SECTIONS = 8
 MAX_WORDS = 64  # a description's first words; the synopsis comes first
@@ -73,21 +78,20 @@ def example_text(synopsis: str, paragraphs, max_words: int = MAX_WORDS) -> str:
 
 def described_packages(raw: Path):
     """``(source package, text, section)`` per described binary package (first index wins)."""
-    packages = sorted(p for p in raw.rglob("*_Packages*") if p.is_file() and not p.name.endswith(".lz4"))
-    indexes = sorted(p for p in raw.rglob("*Translation-en*") if p.is_file() and not p.name.endswith(".lz4"))
+    packages, indexes = index_files(raw, "*_Packages*"), index_files(raw, "*Translation-en*")
     if not packages or not indexes:
-        raise CorpusError(f"need plain-text *_Packages and *Translation-en* indexes under {raw}")
+        raise CorpusError(f"need *_Packages and *Translation-en* indexes (plain, .gz, .bz2 or .xz) under {raw}")
     texts = {}
     for path in indexes:
-        for key, value in parse_translations(path.read_text("utf-8", errors="replace")).items():
+        for key, value in parse_translations(read_raw(path)).items():
             texts.setdefault(key, value)
     seen = set()
     for path in packages:
-        for fields in parse_packages(path.read_text("utf-8", errors="replace")):
+        for fields in parse_packages(read_raw(path)):
             name, section = fields["Package"], fields.get("Section", "").rsplit("/", 1)[-1]
             described = texts.get((name, fields.get("Description-md5", "")))
-            if name in seen or not section or described is None:
-                continue
+            if name in seen or not section or undecodable(section) or described is None:
+                continue  # a section with bytes that were not UTF-8 is no label
             seen.add(name)
             source = fields.get("Source", name).split(" ", 1)[0]
             yield source, example_text(*described), section
@@ -106,11 +110,12 @@ def balance(examples, sections) -> list:
 
 
 def build(raw: Path, out: Path, k: int = NUM_SECTIONS, permille: int = PERMILLE) -> dict:
-    """Build the task from ``raw`` into ``out``; returns ``{split: examples}``."""
-    if not Path(raw).is_dir():
-        raise CorpusError(f"raw directory not found: {raw}")
+    """Build the task from ``raw`` into ``out`` (all read first, then written); returns ``{split: examples}``."""
+    check_raw(raw, out)
     rows = list(described_packages(Path(raw)))
     sections = top_sections(rows, k)
+    if not sections:
+        raise CorpusError(f"no package under {raw} has both a section and a description")
     groups = {}
     for source, text, section in rows:
         if section in sections:
@@ -123,24 +128,23 @@ def build(raw: Path, out: Path, k: int = NUM_SECTIONS, permille: int = PERMILLE)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="sentence_task.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["build", "embed"])
-    parser.add_argument("src", type=Path, help="build: dir with the plain indexes; embed: the built task")
+    parser.add_argument("src", type=Path, help="build: dir with the apt indexes; embed: the built task")
     parser.add_argument("out", type=Path, help="output directory")
-    parser.add_argument("--sections", type=int, default=NUM_SECTIONS, help="number of sections (labels)")
+    parser.add_argument("--sections", type=positive_int, default=NUM_SECTIONS, help="number of sections (labels)")
     parser.add_argument("--raw", type=Path, help="embed: the raw/ dir of fetch_corpora.sh (SOURCES.tsv)")
     args = parser.parse_args(argv)
-    try:
+
+    def work():
         if args.mode == "build":
             counts = build(args.src, args.out, args.sections)
         else:
             from embed_sentence_task import write_embedded_task  # sibling; only when embedding
             counts = write_embedded_task(args.src, args.out, args.raw)
-    except (CorpusError, OSError) as err:
-        print(f"sentence_task.py: error: {err}", file=sys.stderr)
-        return 2
-    print(f"cls ({args.mode}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return 0
+        print(f"cls ({args.mode}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    return run("sentence_task.py", work)
 
 
 if __name__ == "__main__":

@@ -209,6 +209,17 @@ def test_parse_descriptions_paragraphs():
         ("tool for x", ["First line continues.", "Second."]), ("no long text", [])]
 
 
+def test_bytes_that_were_not_utf8_drop_their_pair_paragraph_or_description():
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # how corpus_io.read_raw hands over a stray byte
+    assert ct.undecodable(bad) and not ct.undecodable("a written U+FFFD \ufffd is text")
+    assert not ct.keep_pair(f"Open the {bad} file.", "Öffnen Sie die Datei.")
+    assert ct.keep_pair("Open the \ufffd file.", "Öffnen Sie die \ufffd Datei.")
+    assert ct.rst_paragraphs(RST.replace("a small device", f"a {bad} device")) == ct.rst_paragraphs(RST)[1:]
+    good = TRANSLATION.format(name="a", synopsis="kept", first="First.", second="Second.")
+    damaged = TRANSLATION.format(name="b", synopsis="dropped", first="First.", second=f"Second {bad}.")
+    assert list(ct.parse_descriptions(good + "\n" + damaged)) == [("kept", ["First.", "Second."])]
+
+
 def test_sum_boilerplate_first_paragraph_lands_in_one_split(tmp_path):
     boiler = " ".join(["The shared framework boilerplate paragraph says the same thing."] * 5)
     stanzas = []
@@ -237,7 +248,8 @@ MESSAGES = {"mt": "raw directory not found: /nonexistent/raw", "sum": "no Transl
 
 @pytest.mark.parametrize("args", [["mt", "/nonexistent/raw"], ["sum", "EMPTY"], ["embed", "EMPTY"]])
 def test_build_cli_bad_input_exits_2_with_one_line(tmp_path, args):
-    raw = str(tmp_path) if args[1] == "EMPTY" else args[1]  # exists but holds no data
+    (tmp_path / "raw").mkdir()
+    raw = str(tmp_path / "raw") if args[1] == "EMPTY" else args[1]  # exists but holds no data
     out = _run([sys.executable, str(SCRIPTS / "build_corpora.py"), args[0], raw, str(tmp_path / "out")])
     assert out.returncode == 2
     assert out.stderr.startswith("build_corpora.py: error:") and out.stderr.count("\n") == 1
