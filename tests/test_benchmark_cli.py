@@ -1,17 +1,15 @@
 """The benchmarks' command lines: bad options are one line and exit 2 before anything is built or timed."""
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from tests.utils import load_module
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(BENCHMARKS / f"{name}.py")
 
 
 def refused(call, capsys):

@@ -1,6 +1,5 @@
 """scripts/curves.py (validation curves from fairseq-train logs) and results_table.py's seed merge."""
 import gzip
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.utils import load_module
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(SCRIPTS / f"{name}.py")
 
 
 curves = load_script("curves")

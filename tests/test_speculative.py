@@ -1,6 +1,5 @@
 """fairseq_layerdrop.speculative and scripts/speculative_alpha.py on tiny random language models."""
 import copy
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -15,6 +14,7 @@ from omegaconf import OmegaConf, open_dict
 import fairseq_layerdrop
 from fairseq_layerdrop import speculative as sp
 from fairseq_layerdrop.subnetwork import only_layers
+from tests.utils import load_module
 
 fairseq_layerdrop.register()
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,9 +24,7 @@ LAYERS, P, T = 4, 8, 8
 
 def run_main(path, argv):
     """``main(argv)`` of the script at ``path``, in this process; its exit status (argparse exits by raising)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(path)
     try:
         return module.main([str(a) for a in argv])
     except SystemExit as done:
@@ -401,9 +399,7 @@ def test_cost_benchmark_refuses_missing_files(which, message, mt_data, tmp_path,
 
 
 def test_every_operation_is_timed_at_every_position_equally_often():
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_module(BENCH)
     names = ["fairseq_step", "step/full", "step/first/1", "step/every-other/1", "verify/1"]
     orders = [bench.timing_order(names, r) for r in range(400)]
     assert all(sorted(order) == sorted(names) for order in orders)

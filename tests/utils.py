@@ -11,10 +11,12 @@
   stock model or one of the plugin's; :func:`run_train` is the bare run, returning the log;
 * :func:`run_stock` runs a fairseq tool as a user without the plugin would: no ``--user-dir``
   and no ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` (removed from the environment if set);
+* :func:`load_module` imports a script of ``scripts/`` or ``benchmarks/`` by its path;
 * :func:`to_argparse_era` rewrites a checkpoint into the argparse-era layout (fairseq <= 0.9:
   ``args`` Namespace, no ``cfg``) that fairseq 0.12 still loads.
 """
 import argparse
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -23,6 +25,15 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from fairseq_layerdrop.evaluation import tool_command
+
+
+def load_module(path):
+    """The module of the script at ``path`` (a fresh import each call)."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 PLUGIN_DIR = str(Path(__file__).resolve().parents[1] / "fairseq_layerdrop")
 SPLITS = {"train": 400, "valid": 40, "test": 20}
