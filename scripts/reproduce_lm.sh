@@ -5,7 +5,7 @@
 # at most MAX_UPDATE updates), two seeds for the cells that decide the paper's claim (p = 0.2 / 0.5
 # pruned to 4 and 2 layers vs scratch at 4 and 2); prunes every 8-layer model to every depth
 # ("every other" rule, no fine-tuning) and measures test perplexity with fairseq-eval-lm. Last, for
-# the self-speculative drafts of docs/speculative.md: p = 0.5 with an early-exit loss.
+# the self-speculative drafts of docs/speculative.md: p = 0.5 with an early-exit loss (two seeds).
 #   JOBS=2 bash scripts/reproduce_lm.sh     # see docs/results/README.md for the measured wall time
 # Results in $OUT/results (table.md, training.md, depth_sweep.png, valid_curves.png).
 # Environment: DATA_SRC (raw text dir with train/valid/test.txt), MAX_UPDATE, PATIENCE, and those of
@@ -29,8 +29,11 @@ jobs_list() {
     [[ $seed == 1 ]] && model lm8_p0_s1 "8L p=0 (seed 1)" all --decoder-layers 8 --decoder-layerdrop 0.0 --seed 1
   done
   # issue 13 (docs/speculative.md): p = 0.5 plus an early-exit loss that trains the first-E drafts
-  model lm8_p05_ee_s1 "8L p=0.5 + early exit 2,3,4 (seed 1)" all --decoder-layers 8 --decoder-layerdrop 0.5 \
-    --seed 1 --layerdrop-early-exit-layers 2,3,4
+  # and, since its pruned models beat the 4-layer ones from scratch (README section 4), a second seed
+  for seed in 1 2; do
+    model "lm8_p05_ee_s$seed" "8L p=0.5 + early exit 2,3,4 (seed $seed)" all --decoder-layers 8 \
+      --decoder-layerdrop 0.5 --seed "$seed" --layerdrop-early-exit-layers 2,3,4
+  done
   sweep_rest
   alpha lm8_p05_ee_s1 1,2,3,4,5,6,7 every-other,first  # as docs/results/speculative/alpha_lm8_p05_s1.json
 }
