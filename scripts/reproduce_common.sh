@@ -243,20 +243,8 @@ report() {
 # curve ("finished": false); alpha measurements go to docs/results/speculative/alpha_NAME.json.
 # Runs committed by another machine stay as they are.
 publish() {
-  local title=$1 patience d name sweeps=()
-  [[ -n "$RESULTS" ]] || { log "publish: RESULTS is empty, nowhere to publish"; exit 2; }
-  patience=$(option_value --patience "${TRAIN[@]}")
-  mkdir -p "$RESULTS/curves"
-  for d in "$OUT"/ckpt/*/; do
-    name=$(basename "$d")
-    [[ -f "$d/train.log" ]] || continue
-    if [[ -f "$d/.done" ]]; then
-      "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" ${patience:+--patience "$patience"} \
-        -o "$RESULTS/curves/$name.json" >/dev/null
-    elif ! committed "$name"; then
-      "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" --running -o "$RESULTS/curves/$name.json" >/dev/null
-    fi
-  done
+  local title=$1 d sweeps=()
+  publish_curves
   for d in "$OUT"/sweeps/*/; do
     [[ -f "$d/.done" ]] && cp "$d/sweep.json" "$RESULTS/$(basename "$d").json"
   done
@@ -268,11 +256,32 @@ publish() {
   log "published into $RESULTS: ${#sweeps[@]} sweeps, $(ls "$RESULTS"/curves/*.json | wc -l) curves"
 }
 
-# run_all TITLE [REPORT]: run the caller's `jobs_list` function in JOBS workers, then `report TITLE`
-# (or the caller's REPORT function, e.g. for results that are not depth sweeps)
+# publish_curves: each training's validation curve into $RESULTS/curves (final once finished, a
+# snapshot while it runs; a run committed by another machine stays)
+publish_curves() {
+  local patience d name
+  [[ -n "$RESULTS" ]] || { log "publish: RESULTS is empty, nowhere to publish"; exit 2; }
+  patience=$(option_value --patience ${TRAIN[@]+"${TRAIN[@]}"})  # none for fixed budgets (RoBERTa)
+  mkdir -p "$RESULTS/curves"
+  for d in "$OUT"/ckpt/*/; do
+    name=$(basename "$d")
+    [[ -f "$d/train.log" ]] || continue
+    if [[ -f "$d/.done" ]]; then
+      "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" ${patience:+--patience "$patience"} \
+        -o "$RESULTS/curves/$name.json" >/dev/null
+    elif ! committed "$name"; then
+      "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" --running -o "$RESULTS/curves/$name.json" >/dev/null
+    fi
+  done
+}
+
+# run_all TITLE [REPORT [PUBLISHER]]: run the caller's `jobs_list` function in JOBS workers, then
+# `report TITLE` (or the caller's REPORT function, e.g. for results that are not depth sweeps);
+# with PUBLISH=1, `publish TITLE` (or the caller's PUBLISHER) instead
 run_all() {
   local title=$1 i pids=() rc=0
   if [[ -n "${PUBLISH:-}" ]]; then
+    if [[ -n "${3:-}" ]]; then "$3" "$title"; return; fi
     [[ "${2:-report}" == report || "$2" == alpha_report ]] || { log "PUBLISH: not for this script"; exit 2; }
     publish "$title"; return
   fi

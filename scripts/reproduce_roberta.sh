@@ -30,12 +30,11 @@
 # Not timed at full size: under that load one pretraining update of the 8-layer model took ~7 s,
 # so budget hours (4 pretrainings of 3000 updates, 16 fine-tunings of 750 updates).
 #   JOBS=2 bash scripts/reproduce_roberta.sh
-# Environment: OUT, DATA_SRC, TASK_SRC, PRETRAIN_UPDATES (3000), FT_EPOCHS (10), FT_LR (2e-4, not
+# Environment: OUT, RESULTS, DATA_SRC, TASK_SRC, PRETRAIN_UPDATES (3000), FT_EPOCHS (10), FT_LR (2e-4, not
 # tuned), SEEDS ("1 2"), JOBS.
 source "$(dirname "$0")/reproduce_common.sh"
-DATA_SRC=${DATA_SRC:-data/embedded/lm_kernel}
+paths roberta data/embedded/lm_kernel  # DATA_SRC, OUT (work/reproduce_roberta), RESULTS (docs/results/roberta)
 TASK_SRC=${TASK_SRC:-data/embedded/cls_debian}
-OUT=${OUT:-work/reproduce_roberta}
 PRETRAIN_UPDATES=${PRETRAIN_UPDATES:-3000}
 FT_EPOCHS=${FT_EPOCHS:-10}
 FT_LR=${FT_LR:-2e-4}
@@ -94,15 +93,36 @@ jobs_list() {
   done
 }
 
-# report_roberta TITLE: the accuracy table once every fine-tuning is scored, pretraining curves
-report_roberta() {
-  local d
-  for d in "$OUT"/ft/*/; do exec 7>"$d/.lock"; flock 7; exec 7>&-; done
-  mkdir -p "$OUT/results"
-  { echo "# $1"; echo; "$BIN/python" scripts/roberta_scores.py table "$OUT"/ft/*/score.json; } \
-    | tee "$OUT/results/table.md"
-  "$BIN/python" scripts/curves.py --plot "$OUT/results/valid_curves.png" "$OUT"/curves/*.json
-  "$BIN/python" scripts/curves.py --summary "$OUT"/curves/*.json | tee "$OUT/results/training.md"
+# roberta_tables TITLE DIR CURVES SCORES...: DIR/table.md (accuracy), training.md, valid_curves.png
+roberta_tables() {
+  local title=$1 dir=$2 curves=$3
+  shift 3
+  mkdir -p "$dir"
+  { echo "# $title"; echo; "$BIN/python" scripts/roberta_scores.py table "$@"; } | tee "$dir/table.md"
+  "$BIN/python" scripts/curves.py --plot "$dir/valid_curves.png" "$curves"/*.json
+  "$BIN/python" scripts/curves.py --summary "$curves"/*.json | tee "$dir/training.md"
 }
 
-run_all "Debian description -> section: test accuracy of pruned vs scratch RoBERTa" report_roberta
+# report_roberta TITLE: the tables once every fine-tuning is scored
+report_roberta() {
+  local d
+  for d in "$OUT"/ft/*/; do wait_lock "$d/.lock"; done
+  roberta_tables "$1" "$OUT/results" "$OUT/curves" "$OUT"/ft/*/score.json
+}
+
+# publish_roberta TITLE (PUBLISH=1): pretraining curves, the score of each finished fine-tuning
+# (docs/results/roberta/scores/) and the tables of what is finished so far
+publish_roberta() {
+  local d scores=()
+  publish_curves
+  mkdir -p "$RESULTS/scores"
+  for d in "$OUT"/ft/*/; do
+    [[ -f "$d/.done" ]] && cp "$d/score.json" "$RESULTS/scores/$(basename "$d").json"
+  done
+  for d in "$RESULTS"/scores/*.json; do [[ -f "$d" ]] && scores+=("$d"); done
+  if [[ ${#scores[@]} -eq 0 ]]; then log "publish: no fine-tuning finished yet"; return; fi
+  roberta_tables "$1" "$RESULTS" "$RESULTS/curves" "${scores[@]}" >/dev/null
+  log "published into $RESULTS: ${#scores[@]} fine-tunings, $(ls "$RESULTS"/curves/*.json | wc -l) curves"
+}
+
+run_all "Debian description -> section: test accuracy of pruned vs scratch RoBERTa" report_roberta publish_roberta

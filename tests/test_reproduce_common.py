@@ -195,6 +195,19 @@ def test_publish_before_any_sweep_draws_the_curves_only(tmp_path):
     assert not (res / "depth_sweep.png").exists() and not (res / "table.md").exists()
 
 
+def test_publish_runs_the_scripts_own_publisher_which_needs_no_train_options(tmp_path):
+    res, running = tmp_path / "res", tmp_path / "out" / "ckpt" / "m"
+    running.mkdir(parents=True)
+    (running / "train.log").write_text(valid_line(1, 10, 7.5) + "\n")
+    mine = 'mine() { publish_curves; echo "mine $1" >> $FAKE_EVENTS; }'  # TRAIN unset, as in reproduce_roberta.sh
+    out = run_queue(tmp_path, "", f'RESULTS={res}; {mine}; PUBLISH=1 run_all "T" report_x mine')
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "events").read_text().splitlines() == ["mine T"]
+    assert json.loads((res / "curves" / "m.json").read_text())["finished"] is False
+    out = run_queue(tmp_path, "", f'RESULTS={res}; PUBLISH=1 run_all "T" report_x')  # own report, no publisher
+    assert out.returncode == 2 and "PUBLISH: not for this script" in out.stderr
+
+
 def test_beats_baseline_compares_the_full_depth_score_with_the_best_baseline(tmp_path):
     sweep = tmp_path / "out" / "sweeps" / "a"
     sweep.mkdir(parents=True)
