@@ -21,7 +21,9 @@ Writing is all or nothing (:func:`write_outputs`): a script reads and checks eve
 then each file is written to a hidden temporary name beside its destination, and only once all
 are written are they renamed into place (Ctrl-C is held back while renaming). On a failure the
 temporary files and the directories made for them are removed, so no half-written output is
-left behind, and files already there (outputs of an earlier run, inputs) are unchanged.
+left behind, and files already there (outputs of an earlier run, inputs) are unchanged. The
+renames themselves are not one atomic step: should one fail (everything that can be checked is
+checked before), the files renamed before it stay.
 
 Exit statuses (:func:`run`), with at most one line ``<prog>: error: <message>`` on stderr:
 0 done; 2 a bad option or input, or the system refused (OSError such as a missing file, no
@@ -86,7 +88,7 @@ def run(prog: str, work) -> int:
         return fail(prog, f"{type(err).__name__}: {err}", 2)
     except Exception as err:  # a bug of ours: still one line, and the traceback on request
         if os.environ.get("FAIRSEQ_LAYERDROP_TRACEBACK"):
-            traceback.print_exception(err)
+            traceback.print_exception(type(err), err, err.__traceback__)  # any python3
         return fail(prog, f"internal error (a bug in {prog}; set FAIRSEQ_LAYERDROP_TRACEBACK=1 for "
                           f"details): {type(err).__name__}: {err}", 1)
 

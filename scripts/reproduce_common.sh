@@ -257,7 +257,7 @@ publish() {
 }
 
 # publish_curves: each training's validation curve into $RESULTS/curves (final once finished, a
-# snapshot while it runs; a run committed by another machine stays)
+# snapshot while it runs; a run committed by another machine, or any finished curve, stays)
 publish_curves() {
   local patience d name
   [[ -n "$RESULTS" ]] || { log "publish: RESULTS is empty, nowhere to publish"; exit 2; }
@@ -269,7 +269,7 @@ publish_curves() {
     if [[ -f "$d/.done" ]]; then
       "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" ${patience:+--patience "$patience"} \
         -o "$RESULTS/curves/$name.json" >/dev/null
-    elif ! committed "$name"; then
+    elif ! committed "$name" && ! grep -qs '"finished": true' "$RESULTS/curves/$name.json"; then
       "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" --running -o "$RESULTS/curves/$name.json" >/dev/null
     fi
   done

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Self-speculative drafts at the scale issue 13 names (docs/speculative.md): 12-layer d = 256
-# decoders on kernel-doc prose with LayerDrop p = 0 (the control), 0.2 and 0.5, and p = 0.5 with an
-# early-exit loss at 3, 4 and 6 layers, and p = 0.5 with learned per-layer rates (the "learned"
-# draft keeps the layers with the lowest rates), each to its validation plateau (early stopping, as in
+# decoders on kernel-doc prose with LayerDrop p = 0 (the control), 0.2 and 0.5, p = 0.5 with an
+# early-exit loss after 1, 2 and 4 layers (the 1-2 layer drafts of docs/speculative.md 5d-5e),
+# and p = 0.5 with learned per-layer rates (the "learned" draft keeps the layers with the lowest rates), each to its validation plateau (early stopping, as in
 # reproduce_lm.sh); the depth sweep of each (test perplexity, every other layer), then the
 # acceptance rate alpha of every-other and first-E drafts along full-depth greedy continuations
 # (scripts/speculative_alpha.py). NOT RUN YET: budget in docs/results/README.md.
@@ -28,7 +28,7 @@ jobs_list() {
   model lm12_p0 "12L d=256 p=0" all --decoder-layerdrop 0.0
   model lm12_p02 "12L d=256 p=0.2" all --decoder-layerdrop 0.2
   model lm12_p05 "12L d=256 p=0.5" all --decoder-layerdrop 0.5
-  model lm12_p05_ee "12L d=256 p=0.5 + early exit 3,4,6" all --decoder-layerdrop 0.5 --layerdrop-early-exit-layers 3,4,6
+  model lm12_p05_ee "12L d=256 p=0.5 + early exit 1,2,4" all --decoder-layerdrop 0.5 --layerdrop-early-exit-layers 1,2,4
   model lm12_p05_learned "12L d=256 p=0.5, learned rates" all --decoder-layerdrop 0.5 --layerdrop-learned-rates
   sweep_rest
 }

@@ -46,6 +46,15 @@ def test_good_options_parse():
     assert load("bench_prune").parse_args(["--prune-cmd", "true", "--repeats", "2"]).repeats == 2
 
 
+def test_inference_benchmark_options_parse_when_the_prune_tool_starts(monkeypatch):
+    bench = load("bench_inference")
+    seen = []
+    monkeypatch.setattr(bench.common, "starts", lambda cmd: seen.append(cmd) or True)
+    opts = bench.parse_args(["--repeats", "2", "--threads", "1"])
+    assert (opts.repeats, opts.threads, opts.max_wait) == (2, 1, 300)
+    assert seen and "fairseq_layerdrop" in " ".join(seen[0])  # it asked whether the prune tool starts
+
+
 def test_inference_benchmark_refuses_to_start_without_the_prune_tool(capsys, monkeypatch):
     bench = load("bench_inference")
     monkeypatch.setattr(bench.common, "starts", lambda cmd: False)

@@ -16,6 +16,7 @@ from fairseq_layerdrop.early_exit import check_exit_weight, exit_logits, parse_e
 from fairseq_layerdrop.pruning import prune_state
 from fairseq_layerdrop.subnetwork import only_layers
 from tests.test_models_e2e import LM_ARGS, train
+from tests.utils import PLUGIN_DIR, TRAIN_COMMON, run_cli
 
 fairseq_layerdrop.register()
 LAYERS = 4
@@ -153,16 +154,28 @@ def test_exit_loss_trains_only_the_layers_below_the_exit(lm_data):
     ("lm", ["--layerdrop-early-exit-layers", str(LAYERS)], LAYERS),
     ("mt", ["--layerdrop-early-exit-layers", f"1,{LAYERS + 2}"], LAYERS),
     ("lm", ["--layerdrop-early-exit-layers", "2", "--decoder-layers-to-keep", "0,3"], 2)])
-def test_exit_the_configured_decoder_cannot_have_is_refused_when_built(lm_data, mt_data, capsys, family, extra, depth):
+def test_exit_the_configured_decoder_cannot_have_is_refused_when_built(lm_data, mt_data, capsys, monkeypatch,
+                                                                         family, extra, depth):
     data, task_args = (lm_data, LM) if family == "lm" else (mt_data, MT)
     cfg = parse(data, task_args, extra)
     task = tasks.setup_task(cfg.task)
+    monkeypatch.setattr("sys.argv", ["/venv/bin/fairseq-train"])  # the message names the program
     with pytest.raises(SystemExit) as stop:
         task.build_criterion(cfg.criterion)
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fairseq-train: error: layerdrop_early_exit_layers")
     assert f"the decoder has {depth} layers" in err[0]
+
+
+def test_fairseq_train_with_an_impossible_exit_stops_with_one_line_before_training(lm_data, tmp_path):
+    out = run_cli("fairseq-train", [str(lm_data), "--user-dir", PLUGIN_DIR, "--arch", "transformer_lm_layerdrop_tiny",
+                                    "--save-dir", str(tmp_path), *LM_ARGS, *TRAIN_COMMON,
+                                    "--layerdrop-early-exit-layers", "2,9"])
+    errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+    assert out.returncode == 2 and errors == [  # run as `python -m fairseq_cli.train`: argparse's name for it
+        "train.py: error: layerdrop_early_exit_layers 9: the decoder has 8 layers, so an exit depth must be 1..7"]
+    assert "Traceback" not in out.stderr and not list(tmp_path.glob("*.pt"))
 
 
 def test_exits_within_a_kept_depth_build(lm_data):

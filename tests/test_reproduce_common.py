@@ -204,6 +204,10 @@ def test_publish_runs_the_scripts_own_publisher_which_needs_no_train_options(tmp
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "events").read_text().splitlines() == ["mine T"]
     assert json.loads((res / "curves" / "m.json").read_text())["finished"] is False
+    final = '{"name": "m", "finished": true, "points": []}'  # published by a machine where m finished
+    (res / "curves" / "m.json").write_text(final)
+    assert run_queue(tmp_path, "", f'RESULTS={res}; {mine}; PUBLISH=1 run_all "T" report_x mine').returncode == 0
+    assert (res / "curves" / "m.json").read_text() == final  # not replaced by this machine's snapshot
     out = run_queue(tmp_path, "", f'RESULTS={res}; PUBLISH=1 run_all "T" report_x')  # own report, no publisher
     assert out.returncode == 2 and "PUBLISH: not for this script" in out.stderr
 

@@ -10,10 +10,11 @@ plugin's ``layerdrop_`` prefix, so the prune tool drops them from files written 
 
 An exit depth the decoder cannot have is refused when the criterion is built, like a bad
 option: fairseq-train builds the model first and its criterion options sit in the same config,
-so the decoder's depth is known then (one line, exit 2). A criterion built from a config that
+so the decoder's depth is known then (one line ``<program>: error: ...``, exit 2). A criterion built from a config that
 is not part of a whole training config only finds out at its first forward (``ValueError``).
 """
 import math
+import os
 import sys
 
 from fairseq import metrics
@@ -65,7 +66,7 @@ class EarlyExitMixin:
             try:
                 check_exits(criterion.early_exits, depth)
             except ValueError as error:  # a bad option: reported as argparse reports one
-                print(f"fairseq-train: error: {error}", file=sys.stderr)
+                print(f"{os.path.basename(sys.argv[0]) or 'fairseq'}: error: {error}", file=sys.stderr)
                 raise SystemExit(2) from None
         return criterion
 
