@@ -9,7 +9,8 @@
 #   2. pretraining (masked_lm, ROBERTA_RECIPE of scripts/recipes.sh: d = 128, PRETRAIN_UPDATES
 #      updates for every model): 8 layers at p = 0 and at p = 0.5, 4 and 2 layers from scratch;
 #   3. fine-tuning, SEEDS seeds each: the 8-layer models pruned to 4 and 2 layers (every other
-#      layer) and whole, the scratch models whole. Each run is the user's workflow: the prune tool,
+#      layer) and whole, the scratch models whole, and 4 and 2 layers with no pretraining (`none`,
+#      random initialisation: the floor that shows what pretraining adds). Each run is the user's workflow: the prune tool,
 #      then STOCK fairseq-train --task sentence_prediction --restore-file (no --user-dir; the
 #      scratch models go through the prune tool too, at their own depth, which only converts them
 #      to the stock architecture);
@@ -51,21 +52,25 @@ FT_UPDATES=$(( FT_EPOCHS * PER_EPOCH ))
 FT_WARMUP=$(( (FT_UPDATES * 6 + 99) / 100 ))  # 6% warm-up, as fairseq's GLUE recipe
 
 # finetune NAME DEPTH SEED: prune $OUT/ckpt/NAME/checkpoint_best.pt to DEPTH layers, fine-tune it with
-# stock fairseq-train into $OUT/ft/NAME_dDEPTH_sSEED, score it (skipped when done before)
+# stock fairseq-train into $OUT/ft/NAME_dDEPTH_sSEED, score it (skipped when done before). NAME
+# `none` is the no-pretraining baseline: the same fine-tuning from a random initialisation.
 finetune() {
   local name=$1 depth=$2 seed=$3
-  local dir="$OUT/ft/${name}_d${depth}_s${seed}"
+  local dir="$OUT/ft/${name}_d${depth}_s${seed}" restore=()
   mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "finetune $(basename "$dir"): done before"; return; fi
-  wait_trained "$name"
+  [[ $name == none ]] || wait_trained "$name"
   if ! lock "$dir/.lock"; then log "finetune $(basename "$dir"): another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi
   log "finetune $(basename "$dir")"
   rm -f "$dir/pruned.pt"
-  "$BIN/fairseq-layerdrop-prune" "$OUT/ckpt/$name/checkpoint_best.pt" "$dir/pruned.pt" --encoder-depth "$depth" \
-    --quiet >"$dir/prune.txt"
+  if [[ $name != none ]]; then
+    "$BIN/fairseq-layerdrop-prune" "$OUT/ckpt/$name/checkpoint_best.pt" "$dir/pruned.pt" --encoder-depth "$depth" \
+      --quiet >"$dir/prune.txt"
+    restore=(--restore-file "$dir/pruned.pt")
+  fi
   local rc=0
-  env -u TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD "$BIN/fairseq-train" "$TASK_BIN" --restore-file "$dir/pruned.pt" \
+  env -u TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD "$BIN/fairseq-train" "$TASK_BIN" "${restore[@]}" \
     "${ROBERTA_FT_RECIPE[@]}" --encoder-layers "$depth" --num-classes "$NUM_CLASSES" --lr "$FT_LR" \
     --max-update "$FT_UPDATES" --total-num-update "$FT_UPDATES" --warmup-updates "$FT_WARMUP" \
     --valid-subset valid,test --seed "$seed" --save-dir "$dir" --no-save --cpu --num-workers 0 \
@@ -90,6 +95,10 @@ jobs_list() {
     done
     finetune mlm4_scratch 4 "$seed"
     finetune mlm2_scratch 2 "$seed"
+  done
+  for seed in $SEEDS; do  # added after the first results: does pretraining help at all here?
+    finetune none 4 "$seed"
+    finetune none 2 "$seed"
   done
 }
 
