@@ -19,15 +19,17 @@ Reading, one rule per kind of input:
 
 Writing is all or nothing (:func:`write_outputs`): a script reads and checks everything first,
 then each file is written to a hidden temporary name beside its destination, and only once all
-are written are they renamed into place (Ctrl-C is held back while renaming). On a failure the
-temporary files and the directories made for them are removed, so no half-written output is
-left behind, and files already there (outputs of an earlier run, inputs) are unchanged. The
-renames themselves are not one atomic step: should one fail (everything that can be checked is
-checked before), the files renamed before it stay.
+are written are they renamed into place (Ctrl-C, SIGTERM and SIGHUP are held back while
+renaming). On a failure the temporary files and the directories made for them are removed, so no
+half-written output is left behind, and files already there (outputs of an earlier run, inputs)
+are unchanged. The renames are not one atomic step, so each file they replace is first kept under
+a hidden hard link beside it: should a rename fail (everything that can be checked is checked
+before), the files renamed before it are put back as they were (or removed, if they are new).
 
 Exit statuses (:func:`run`), with at most one line ``<prog>: error: <message>`` on stderr:
 0 done; 2 a bad option or input, or the system refused (OSError such as a missing file, no
-permission or a full disk; MemoryError); 1 a bug of ours; 130 Ctrl-C.
+permission or a full disk; MemoryError); 1 a bug of ours; 130 Ctrl-C; 143 SIGTERM and 129 SIGHUP
+(a `kill`, a closed terminal: the same clean stop as Ctrl-C).
 """
 import argparse
 import bz2
@@ -35,8 +37,10 @@ import gzip
 import io
 import lzma
 import os
+import shutil
 import signal
 import sys
+import threading
 import traceback
 import zlib
 from pathlib import Path
@@ -44,6 +48,8 @@ from pathlib import Path
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".lzma": lzma.open}
 SKIPPED = {".lz4", ".zst"}  # compressed indexes without a standard-library reader
 BROKEN = (OSError, EOFError, zlib.error, lzma.LZMAError)  # what a damaged compressed stream raises
+STOPS = (signal.SIGTERM, signal.SIGHUP)  # stop cleanly, like Ctrl-C
+HELD = {signal.SIGINT, *STOPS}  # held back while the outputs are renamed into place
 
 
 class CorpusError(ValueError):
@@ -75,13 +81,29 @@ def fail(prog: str, message: str, status: int) -> int:
     return status
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so the temporary files are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
 def run(prog: str, work) -> int:
     """``work()`` (which prints its own result) under the exit statuses above; returns the status."""
+    main = threading.current_thread() is threading.main_thread()  # handlers: main thread only
+    previous = {sig: signal.signal(sig, raise_stopped) for sig in STOPS} if main else {}
     try:
         work()
         return 0
     except KeyboardInterrupt:
         return fail(prog, "interrupted", 128 + signal.SIGINT)
+    except Stopped as stop:
+        return fail(prog, f"stopped by {signal.Signals(stop.signum).name}", 128 + stop.signum)
     except CorpusError as err:
         return fail(prog, str(err), 2)
     except (OSError, MemoryError) as err:
@@ -91,6 +113,9 @@ def run(prog: str, work) -> int:
             traceback.print_exception(type(err), err, err.__traceback__)  # any python3
         return fail(prog, f"internal error (a bug in {prog}; set FAIRSEQ_LAYERDROP_TRACEBACK=1 for "
                           f"details): {type(err).__name__}: {err}", 1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------- reading
@@ -159,15 +184,66 @@ def write_outputs(out: Path, files: dict) -> None:
             staged.append((temporary, dest))
             with open(temporary, "xb") as f:  # "x": never through a planted file or link
                 f.write(data)
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # Ctrl-C waits for the renames
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)  # a stop waits for the renames
         try:
-            for temporary, dest in staged:
-                os.replace(temporary, dest)
+            commit(staged)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
     except BaseException:
         discard(staged, made)
         raise
+
+
+def commit(staged: list) -> None:
+    """Rename each (temporary, destination) into place; should one rename fail, put back the
+    destinations already replaced (from the hard link kept of each) and re-raise."""
+    replaced = []  # (destination, its kept earlier file or None)
+    try:
+        for temporary, dest in staged:
+            kept = keep(dest)
+            try:
+                os.replace(temporary, dest)
+            except BaseException:
+                forget(kept)
+                raise
+            replaced.append((dest, kept))
+    except BaseException:
+        for dest, kept in reversed(replaced):
+            put_back(dest, kept)
+        raise
+    for _, kept in replaced:
+        forget(kept)
+
+
+def keep(dest: Path):
+    """A hidden hard link (a copy where links are refused) to the file ``dest`` replaces, or None."""
+    if not os.path.lexists(dest):
+        return None
+    kept = dest.with_name(f".{dest.name}.{os.getpid()}.previous")
+    try:
+        os.link(dest, kept, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(dest, kept, follow_symlinks=False)
+    return kept
+
+
+def put_back(dest: Path, kept) -> None:
+    """Undo one rename: the kept earlier file back in place, or the new file removed."""
+    try:
+        if kept is None:
+            dest.unlink(missing_ok=True)
+        else:
+            os.replace(kept, dest)
+    except OSError:
+        pass
+
+
+def forget(kept) -> None:
+    if kept is not None:
+        try:
+            kept.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def make_dirs(path: Path, made: list) -> None:

@@ -1,6 +1,7 @@
 """Output of the corpus scripts: written all or nothing (scripts/corpus_io.write_outputs), the exit
-statuses for a full disk (2), a bug (1) and Ctrl-C (130), and the embed slices (``build_corpora.py
-embed``, ``sentence_task.py embed``) on malformed built corpora. Inputs are made in tmp_path."""
+statuses for a full disk (2), a bug (1), Ctrl-C (130), SIGTERM (143) and SIGHUP (129), and the
+embed slices (``build_corpora.py embed``, ``sentence_task.py embed``) on malformed built corpora.
+Inputs are made in tmp_path."""
 import errno
 import sys
 
@@ -55,6 +56,37 @@ def test_write_outputs_failing_midway_leaves_nothing_new(tmp_path, monkeypatch, 
     assert tree(tmp_path) == {"out": None, "out/one.txt": b"old\n"}  # no a/, no temporary file
 
 
+def failing_rename(at: int):
+    """``os.replace`` whose ``at``-th rename of a temporary file fails (the renames that put files
+    back still work)."""
+    real, calls = cio.os.replace, []
+
+    def fake(src, dst):
+        if str(src).endswith(".partial"):
+            calls.append(src)
+            if len(calls) == at:
+                raise OSError(errno.EIO, "Input/output error")
+        return real(src, dst)
+    return fake
+
+
+@pytest.mark.parametrize("at", [2, 4])  # one.txt or three.txt: after link.txt
+def test_a_rename_failing_midway_puts_back_what_the_earlier_ones_replaced(tmp_path, monkeypatch, at):
+    (tmp_path / "out/a").mkdir(parents=True)
+    (tmp_path / "out/one.txt").write_bytes(b"old one\n")
+    (tmp_path / "out/a/three.txt").write_bytes(b"old three\n")
+    (tmp_path / "out/link.txt").symlink_to("one.txt")
+    before = tree(tmp_path)
+    monkeypatch.setattr(cio.os, "replace", failing_rename(at))
+    with pytest.raises(OSError, match="Input/output error"):
+        cio.write_outputs(tmp_path / "out", {"link.txt": b"new\n", **FILES})
+    assert tree(tmp_path) == before  # one.txt old again, a/b/ and two.txt gone, nothing hidden left
+    assert (tmp_path / "out/link.txt").is_symlink()
+    monkeypatch.undo()
+    cio.write_outputs(tmp_path / "out", FILES)  # and the next run succeeds
+    assert (tmp_path / "out/a/b/two.txt").read_bytes() == b"2\n"
+
+
 def test_write_outputs_refuses_a_directory_in_the_way(tmp_path):
     (tmp_path / "out/a/three.txt").mkdir(parents=True)
     with pytest.raises(cio.CorpusError, match=r"^cannot write .*/out/a/three.txt: it is a directory$"):
@@ -93,28 +125,39 @@ def test_ctrl_c_while_reading_is_exit_130(tmp_path, monkeypatch, capsys):
 INTERRUPT = """import os, signal, sys
 import build_corpora, corpus_io
 real, calls = {real}, []
-def interrupting(*args, **kwargs):  # the third write or the first rename sends the process SIGINT
+def interrupting(*args, **kwargs):  # the third write or the first rename sends the process a signal
     calls.append(args)
     if len(calls) == {at}:
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.{sig})
     return real(*args, **kwargs)
 {target} = interrupting
 sys.exit(build_corpora.main(sys.argv[1:]))
 """
+STOPS = [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM"), ("SIGHUP", 129, "stopped by SIGHUP")]
 
 
-def test_sigint_while_writing_leaves_nothing(sum_raw, tmp_path):
-    code = INTERRUPT.format(real="open", at=3, target="corpus_io.open")
+@pytest.mark.parametrize("sig, status, message", STOPS)
+def test_a_stop_while_writing_leaves_nothing(sum_raw, tmp_path, sig, status, message):
+    code = INTERRUPT.format(real="open", at=3, target="corpus_io.open", sig=sig)
     out = cli(None, "sum", sum_raw, tmp_path / "out", code=code)
-    assert (out.returncode, out.stdout, out.stderr) == (130, "", "build_corpora.py: error: interrupted\n")
+    assert (out.returncode, out.stdout, out.stderr) == (status, "", f"build_corpora.py: error: {message}\n")
     assert not (tmp_path / "out").exists()
 
 
-def test_sigint_while_renaming_waits_for_the_renames(sum_raw, tmp_path):
+@pytest.mark.parametrize("sig, status, message", STOPS)
+def test_a_stop_while_renaming_waits_for_the_renames(sum_raw, tmp_path, sig, status, message):
     bc.build("sum", sum_raw, tmp_path / "clean")
-    out = cli(None, "sum", sum_raw, tmp_path / "out", code=INTERRUPT.format(real="os.replace", at=1, target="os.replace"))
-    assert (out.returncode, out.stderr) == (130, "build_corpora.py: error: interrupted\n")
+    code = INTERRUPT.format(real="os.replace", at=1, target="os.replace", sig=sig)
+    out = cli(None, "sum", sum_raw, tmp_path / "out", code=code)
+    assert (out.returncode, out.stderr) == (status, f"build_corpora.py: error: {message}\n")
     assert tree(tmp_path / "out") == tree(tmp_path / "clean") != {}  # complete, no temporary file
+
+
+def test_run_puts_the_signal_handlers_back(monkeypatch):
+    import signal
+    before = {sig: signal.getsignal(sig) for sig in cio.STOPS}
+    assert cio.run("x", lambda: None) == 0
+    assert {sig: signal.getsignal(sig) for sig in cio.STOPS} == before
 
 
 # ---------------------------------------------------------------- embed slices of malformed built corpora
