@@ -255,25 +255,9 @@ def main(argv=None) -> Dict:
                                for v, run in data["runs"].items()}}
     result["iteration_overhead_us"] = iteration_overhead(opts.quick)
     result["peak_rss_gb"] = round(__import__("resource").getrusage(0).ru_maxrss / 2**20, 2)
-    result["targets"] = targets(result["configs"])
+    result["targets"] = train_stats.targets(result["configs"], RATES)
     common.write_result(result, "train", opts.out)
     return result
-
-
-def targets(configs: Dict) -> Dict:
-    """The issue's targets: >= 1.7x at p = 0.5 on the layer-dominated config; ours/stock <= 1.03."""
-    out = {}
-    dom = next((c for n, c in configs.items() if n.startswith("mt_layer_dominated")), None)
-    if dom is not None:
-        s = dom["ratios"]["speedup_ours_layer_p0.5_adj"]
-        out["speedup_p0.5_ge_1.7"] = {"adj_ci90": s, "raw_ci90": dom["ratios"]["speedup_ours_layer_p0.5_raw"],
-                                      "met": s[0] >= 1.7}
-    checks = [(c["ratios"][f"ours_over_stock_p{p:g}_adj"], n, p) for n, c in configs.items() for p in RATES]
-    worst = max(checks, key=lambda c: c[0][0])
-    out["ours_over_stock_le_1.03"] = {"worst_adj_ci90": worst[0], "config": worst[1], "p": worst[2],
-                                      "met": worst[0][0] <= 1.03,
-                                      "all_ci_below_1.03": all(c[0][2] <= 1.03 for c in checks)}
-    return out
 
 
 def iteration_overhead(quick: bool) -> Dict:
