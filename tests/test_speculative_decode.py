@@ -1,0 +1,135 @@
+"""fairseq_layerdrop.speculative_decode: self-speculative greedy decoding gives the full model's
+greedy tokens (float64, exact) whatever the draft, on tiny random language and translation models."""
+import fairseq  # noqa: F401  (first: the plugin registers with it)
+import pytest
+import torch
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+import fairseq_layerdrop
+from fairseq_layerdrop import speculative as sp
+from fairseq_layerdrop import speculative_decode as sd
+
+fairseq_layerdrop.register()
+LAYERS = 4
+SIZES = ["--decoder-layers", str(LAYERS), "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
+         "--decoder-attention-heads", "2"]
+
+
+def build(argv):
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
+    task = tasks.setup_task(cfg.task)
+    torch.manual_seed(0)
+    return task.build_model(cfg.model).double().eval(), task
+
+
+@pytest.fixture(scope="module")
+def lm(lm_data):
+    return build([str(lm_data), "--task", "language_modeling", "--arch", "transformer_lm_layerdrop_tiny",
+                  "--tokens-per-sample", "64", *SIZES])[0]
+
+
+@pytest.fixture(scope="module")
+def prompts(lm):
+    gen = torch.Generator().manual_seed(1)
+    vocab = lm.decoder.embed_tokens.num_embeddings
+    return [torch.randint(4, vocab, (n,), generator=gen) for n in (1, 5, 8)]
+
+
+@pytest.mark.parametrize("keep", [[0], [0, 2], [1, 3], [3]])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_output_is_the_full_models_greedy_output(lm, prompts, keep, k):
+    for prompt in prompts:
+        reference = sp.greedy_continuation(lm.decoder, prompt, 17)
+        tokens, stats = sd.speculative_greedy(lm.decoder, prompt, 17, keep, k)
+        assert tokens.tolist() == reference.tolist()
+        assert sd.plain_greedy(lm.decoder, prompt, 17).tolist() == reference.tolist()
+        assert stats.tokens == 17 and stats.verify_steps == 1 + len(stats.accepted_per_step)
+        assert stats.tokens == stats.verify_steps + stats.accepted  # each step: its accepted drafts + one
+        assert all(0 <= a <= k for a in stats.accepted_per_step)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_a_draft_equal_to_the_full_model_is_always_accepted(lm, prompts, k):
+    tokens, stats = sd.speculative_greedy(lm.decoder, prompts[1], 20, list(range(LAYERS)), k)
+    assert tokens.tolist() == sp.greedy_continuation(lm.decoder, prompts[1], 20).tolist()
+    assert stats.acceptance == 1.0 and stats.drafted > 0
+    assert stats.verify_steps == 1 + -(-19 // (k + 1))  # the prefill, then k + 1 tokens a step
+
+
+def test_a_garbage_draft_changes_nothing_but_the_speed(lm, prompts, monkeypatch):
+    vocab = lm.decoder.embed_tokens.num_embeddings
+    reference = sp.greedy_continuation(lm.decoder, prompts[2], 15).tolist()
+    real = sd._draft
+
+    def garbage(decoder, keep, tokens, cached, k, state, encoder_out):  # the draft runs, its tokens are wrong
+        drafts = real(decoder, keep, tokens, cached, k, state, encoder_out)
+        return [(t + 1) % vocab for t in drafts]
+    monkeypatch.setattr(sd, "_draft", garbage)
+    tokens, stats = sd.speculative_greedy(lm.decoder, prompts[2], 15, [0, 2], 3)
+    assert tokens.tolist() == reference
+    assert stats.accepted == 0 and stats.verify_steps == 15 and stats.tokens_per_step == 1.0
+
+
+def test_the_draft_keeps_its_own_cache(lm, prompts):
+    """Draft and full model both touch layer 0; sharing one cache would give other tokens."""
+    seen = []
+    real = sp.extend_cached
+
+    def spy(decoder, tokens, n_new, state, encoder_out=None):
+        seen.append((id(state), len(decoder.layers)))
+        return real(decoder, tokens, n_new, state, encoder_out)
+    sd.extend_cached, saved = spy, sd.extend_cached
+    try:
+        sd.speculative_greedy(lm.decoder, prompts[1], 10, [0], 2)
+    finally:
+        sd.extend_cached = saved
+    states = {}
+    for state, layers in seen:
+        states.setdefault(state, set()).add(layers)
+    assert sorted(map(sorted, states.values())) == [[1], [LAYERS]]  # one cache per network
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_decoding_stops_after_the_first_end_token_as_greedy_does(lm, prompts, k):
+    stop = int(sp.greedy_continuation(lm.decoder, prompts[1], 17)[5])  # a token greedy emits: call it "eos"
+    reference = sp.greedy_continuation(lm.decoder, prompts[1], 17, eos=stop)
+    assert reference[-1] == stop and reference.numel() <= 6
+    for keep in ([0], list(range(LAYERS))):  # a draft that is always right drafts past the end
+        tokens, stats = sd.speculative_greedy(lm.decoder, prompts[1], 17, keep, k, eos=stop)
+        assert tokens.tolist() == reference.tolist() and stats.tokens == reference.numel()
+    assert sd.plain_greedy(lm.decoder, prompts[1], 17, eos=stop).tolist() == reference.tolist()
+
+
+def test_k_below_one_is_refused(lm, prompts):
+    with pytest.raises(ValueError, match="at least 1"):
+        sd.speculative_greedy(lm.decoder, prompts[0], 4, [0], 0)
+
+
+@pytest.fixture(scope="module")
+def mt(mt_data):
+    model, task = build([str(mt_data), "--task", "translation", "--arch", "transformer_layerdrop_tiny",
+                         "--encoder-layers", "2", "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32",
+                         "--encoder-attention-heads", "2", "--share-all-embeddings", *SIZES])
+    task.load_dataset("test")
+    return model, task
+
+
+@pytest.mark.parametrize("keep, k", [([0], 2), ([1, 3], 4)])
+def test_translation_reads_the_source_and_stops_after_end_of_sentence(mt, keep, k):
+    model, task = mt
+    eos = task.target_dictionary.eos()
+    for i in range(3):
+        src = task.datasets["test"][i]["source"].view(1, -1)
+        enc = model.encoder(src, src_lengths=torch.tensor([src.size(1)]))
+        prompt = torch.tensor([eos])
+        reference = sp.greedy_continuation(model.decoder, prompt, 12, enc, eos=eos)
+        tokens, _ = sd.speculative_greedy(model.decoder, prompt, 12, keep, k, enc, eos=eos)
+        assert tokens.tolist() == reference.tolist()
+        assert sd.plain_greedy(model.decoder, prompt, 12, enc, eos=eos).tolist() == reference.tolist()
+
+
+def test_cut_keeps_the_first_end_of_sentence_and_the_budget():
+    assert sd._cut(torch.tensor([5, 2, 7, 2]), 10, 2).tolist() == [5, 2]
+    assert sd._cut(torch.tensor([5, 6, 7]), 2, 2).tolist() == [5, 6]
+    assert sd._cut(torch.tensor([5, 2, 7]), 10, None).tolist() == [5, 2, 7]
