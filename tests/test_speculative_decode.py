@@ -1,5 +1,8 @@
 """fairseq_layerdrop.speculative_decode: self-speculative greedy decoding gives the full model's
 greedy tokens (float64, exact) whatever the draft, on tiny random language and translation models."""
+import json
+from pathlib import Path
+
 import fairseq  # noqa: F401  (first: the plugin registers with it)
 import pytest
 import torch
@@ -133,3 +136,42 @@ def test_cut_keeps_the_first_end_of_sentence_and_the_budget():
     assert sd._cut(torch.tensor([5, 2, 7, 2]), 10, 2).tolist() == [5, 2]
     assert sd._cut(torch.tensor([5, 6, 7]), 2, 2).tolist() == [5, 6]
     assert sd._cut(torch.tensor([5, 2, 7]), 10, None).tolist() == [5, 2, 7]
+
+
+# -- benchmarks/bench_speculative_decode.py on a tiny saved model ----------------------------------
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_speculative_decode.py"
+
+
+def test_benchmark_decodes_every_method_identically(lm_data, tmp_path, capsys):
+    from tests.test_speculative import base_config, run_main, save
+    from tests.test_speculative import build as build_lm
+
+    model, cfg, _ = build_lm(base_config(lm_data))
+    ckpt = save(model, cfg, tmp_path / "lm.pt")
+    out = tmp_path / "decode.json"
+    assert run_main(BENCH, [ckpt, lm_data, "--drafts", "first/1,every-other/2", "--ks", "1,3", "--prompts", "2",
+                            "--prompt-tokens", "4", "--new-tokens", "6", "--repeats", "1", "--max-wait", "0",
+                            "-o", out]) == 0
+    methods = json.loads(out.read_text())["methods"]
+    assert set(methods) == {"plain", "fairseq_step", "first/1/k1", "first/1/k3", "every-other/2/k1",
+                            "every-other/2/k3"}
+    assert all(m["identical"] == 1.0 and m["tokens_per_s"] > 0 for m in methods.values())
+    assert methods["plain"]["speedup_over_plain"] == 1.0 and methods["every-other/2/k3"]["layers"] == [0, 2]
+    assert 1.0 <= methods["first/1/k3"]["tokens_per_step"] <= 4.0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--drafts", "last/2"], "argument --drafts: expected strategy/depth"),
+    (["--drafts", "first/9", "--new-tokens", "6"], "outside 1..4"),
+    (["--new-tokens", "29"], "prompt + --new-tokens = 33 exceeds the model's 32 positions"),
+])
+def test_benchmark_bad_requests_are_one_line_exit_2(lm_data, tmp_path, capsys, argv, message):
+    from tests.test_speculative import base_config, run_main, save
+    from tests.test_speculative import build as build_lm
+
+    model, cfg, _ = build_lm(base_config(lm_data))
+    ckpt = save(model, cfg, tmp_path / "lm.pt")
+    assert run_main(BENCH, [ckpt, lm_data, "--prompt-tokens", "4", "--max-wait", "0", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bench_speculative_decode.py: error: ") and message in err
