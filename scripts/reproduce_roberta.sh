@@ -24,12 +24,8 @@
 # the experiment should run exactly the commands a user of stock fairseq runs after the prune,
 # which a sweep mode would hide inside the plugin.
 #
-# NOT RUN YET: no results. A toy run checked the whole path (OUT in /tmp, PRETRAIN_UPDATES=3
-# FT_EPOCHS=1 SPM_VOCAB=1000, DATA_SRC = 2000/200/200 kernel-doc paragraphs, TASK_SRC = 160/80/80
-# task examples): 4 pretrainings and 16 fine-tunings in 45 min beside two other trainings, every
-# fine-tuning at chance (12.5%) after its 5 updates, as expected; run again, it skipped all 20 jobs.
-# Not timed at full size: under that load one pretraining update of the 8-layer model took ~7 s,
-# so budget hours (4 pretrainings of 3000 updates, 16 fine-tunings of 750 updates).
+# Run on 2026-11-28 (README section 4, docs/results/roberta): pretrainings 19-71 min each (3000
+# updates, one thread), 20 fine-tunings of 4-16 min each; about 5 h of one slot in all.
 #   JOBS=2 bash scripts/reproduce_roberta.sh
 # Environment: OUT, RESULTS, DATA_SRC, TASK_SRC, PRETRAIN_UPDATES (3000), FT_EPOCHS (10), FT_LR (2e-4, not
 # tuned), SEEDS ("1 2"), JOBS.
