@@ -8,7 +8,12 @@ and one stored record ``<archive>/data/<key>`` per storage. Before ``torch.load`
   members are the classic zip bomb). Compressed members (torch never writes them) may inflate to
   at most :data:`MAX_PICKLE_BYTES` and :data:`MAX_RATIO` times their size: both are read from the
   directory, before anything is decompressed. Storages must be stored, not compressed;
-* ``data.pkl`` is at most :data:`MAX_PICKLE_BYTES` (the unpickled objects take a small multiple);
+* ``data.pkl`` is at most :data:`MAX_PICKLE_BYTES`, and its opcodes are walked first
+  (:mod:`fairseq_layerdrop.pickle_scan`: memo indices in order, a bounded number of opcodes), so
+  the unpickled objects take a small multiple of that;
+* the archive starts at the file's first byte: Python's zipfile corrects member offsets for data
+  in front of an archive, torch's reader does not, so with such data the two would read
+  different members (every check here would be of bytes torch never reads);
 * a dry unpickling of ``data.pkl``, where every global is an inert stub (nothing is imported or
   called), lists the storages the pickle asks for: each needs a record of exactly
   ``numel * element size`` bytes. With ``mmap=True`` torch slices the file at the record by the
@@ -27,10 +32,12 @@ from typing import Dict
 
 import torch
 
+from fairseq_layerdrop import pickle_scan
 from fairseq_layerdrop.errors import CheckpointError, show
 
 MAX_PICKLE_BYTES = 16 << 20  # pickled object tree; real fairseq checkpoints use well under 1 MiB
 MAX_RATIO = 100  # inflated / compressed size of a compressed member
+_MAX_NUMEL = 1 << 60  # elements of one storage: more than any file here can hold
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header, 30 bytes
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of torch's legacy format
 
@@ -119,8 +126,13 @@ class _Bounded:
         return self._take(self.f.readline(self.left + 1))
 
 
-def _dry_load(f, where: str):
-    """``(object with stubs, persistent ids)`` of the next pickle in ``f``."""
+def _dry_load(f, where: str, raw=None):
+    """``(object with stubs, persistent ids)`` of the next pickle in ``f``, its opcodes walked first
+    (in ``raw``, the seekable file under ``f``, when ``f`` cannot seek)."""
+    source = f if raw is None else raw
+    start = source.tell()
+    pickle_scan.scan(_Bounded(source, MAX_PICKLE_BYTES), where)
+    source.seek(start)
     unpickler = _DryUnpickler(f)
     try:
         value = unpickler.load()
@@ -132,8 +144,12 @@ def _dry_load(f, where: str):
     return value, unpickler.ids
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return _is_int(value) and value >= 0
 
 
 def _storage_sizes(ids, where: str, fields: int) -> Dict[str, int]:
@@ -149,9 +165,10 @@ def _storage_sizes(ids, where: str, fields: int) -> Dict[str, int]:
         if not isinstance(kind, _StorageKind) or kind.itemsize is None:
             name = kind.name if isinstance(kind, _StorageKind) else "not a storage class"
             raise CheckpointError(f"{where}: storage {show(key)} has an unknown type ({show(name)})")
-        if not _is_count(numel):
-            raise CheckpointError(f"{where}: storage {show(key)} has a size that is not a count "
-                                  f"({show(repr(numel))})")
+        if not _is_count(numel) or numel > _MAX_NUMEL:  # no repr: a 5000-digit int or a deep list
+            what = f"{'a negative' if _is_int(numel) and numel < 0 else 'an impossible'} number" \
+                if _is_int(numel) else f"a {type(numel).__name__}"
+            raise CheckpointError(f"{where}: storage {show(key)} has a size that is not a count ({show(what)})")
         nbytes = numel * kind.itemsize
         if sizes.setdefault(key, nbytes) != nbytes:
             raise CheckpointError(f"{where}: storage {show(key)} is declared with two sizes")
@@ -203,9 +220,19 @@ def _directory(zf: zipfile.ZipFile, f, where: str) -> Dict[str, Member]:
     return members
 
 
+def _data_before(zf: zipfile.ZipFile, f) -> int:
+    """Bytes in front of the archive (zipfile adds them to every member's offset; torch does not):
+    where zipfile found the central directory less where the end record says it is."""
+    end = zipfile._EndRecData(f)  # the end record zipfile itself used (zip64 included)
+    return zf.start_dir - end[zipfile._ECD_OFFSET] if end else 0
+
+
 def _check_zip(f, where: str) -> Archive:
     try:
         with zipfile.ZipFile(f) as zf:
+            if _data_before(zf, f):
+                raise CheckpointError(f"{where}: not a torch checkpoint (data in front of its zip archive, "
+                                      f"which torch and Python's zipfile would read differently)")
             members = _directory(zf, f, where)
             first = zf.infolist()[0].filename if members else ""
             prefix = first.split("/", 1)[0]
@@ -246,16 +273,16 @@ def _check_legacy(f, size: int, where: str) -> Archive:
     f.seek(0)
     bounded = _Bounded(f, MAX_PICKLE_BYTES)
     try:
-        magic = _dry_load(bounded, where)[0]
+        magic = _dry_load(bounded, where, f)[0]
     except CheckpointError:
         magic = None
     if type(magic) is not int or magic != _LEGACY_MAGIC:
         raise CheckpointError(f"{where}: not a readable torch checkpoint (neither torch's zip format "
                               f"nor its legacy format)")
     for _ in range(2):  # protocol version, system info
-        _dry_load(bounded, where)
-    sizes = _storage_sizes(_dry_load(bounded, where)[1], where, 6)
-    _dry_load(bounded, where)  # the storage keys
+        _dry_load(bounded, where, f)
+    sizes = _storage_sizes(_dry_load(bounded, where, f)[1], where, 6)
+    _dry_load(bounded, where, f)  # the storage keys
     if sum(8 + n for n in sizes.values()) > size - f.tell():
         raise CheckpointError(f"{where}: corrupt or truncated checkpoint (its storages need more bytes "
                               f"than the file has)")

@@ -17,6 +17,7 @@ import errno
 import mmap
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Optional
 
@@ -43,6 +44,7 @@ def check_output_path(src, out, force: bool) -> None:
             raise CheckpointError(f"{where}: refusing to overwrite the input checkpoint")
         if os.path.lexists(out) and not force:
             raise CheckpointError(f"{where}: output exists (pass --force to replace it)")
+        _refuse_special(os.lstat(out) if os.path.lexists(out) else None, where)
         if not parent.is_dir():
             raise CheckpointError(f"{where}: cannot write: directory {show(parent)} does not exist")
         if not os.access(parent, os.W_OK | os.X_OK):
@@ -244,9 +246,21 @@ def _refuse_input(name: str, dir_fd: int, source: os.stat_result, where: str) ->
     try:
         now = os.stat(name, dir_fd=dir_fd)
     except FileNotFoundError:
-        return
-    if (now.st_dev, now.st_ino) == (source.st_dev, source.st_ino):
+        now = None
+    if now is not None and (now.st_dev, now.st_ino) == (source.st_dev, source.st_ino):
         raise CheckpointError(f"{where}: refusing to overwrite the input checkpoint")
+    try:
+        _refuse_special(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), where)
+    except FileNotFoundError:
+        pass
+
+
+def _refuse_special(st: Optional[os.stat_result], where: str) -> None:
+    """Even with --force, only a file or a symbolic link is replaced: never a device, FIFO or
+    socket that happens to have the output's name (``--force /dev/null`` would replace the device)."""
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise CheckpointError(f"{where}: is not a regular file (a device, FIFO or socket); refusing to "
+                              f"replace it")
 
 
 class _ByteCounter:

@@ -167,6 +167,34 @@ def storage_ref(kind: str, key: str, numel: int) -> bytes:
             + b"J" + struct.pack("<i", numel) + b"tQ")
 
 
+def storage_ref_numel(kind: str, key: str, numel_opcodes: bytes) -> bytes:
+    """As :func:`storage_ref`, with the opcodes that push the size given (any object)."""
+    return (b"(" + _unicode("storage") + f"ctorch\n{kind}\n".encode() + _unicode(key) + _unicode("cpu")
+            + numel_opcodes + b"tQ")
+
+
+def long4(value: int) -> bytes:
+    """Opcodes of ``value`` as LONG4 (any size)."""
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8b" + struct.pack("<i", len(raw)) + raw
+
+
+def memo_bomb(index: int = 1 << 27) -> bytes:
+    """Opcodes of ``None`` stored at memo ``index`` (LONG_BINPUT): an unpickler grows its memo to it."""
+    return b"Nr" + struct.pack("<I", index)
+
+
+def set_flood(n: int) -> bytes:
+    """Opcodes of one tuple of ``n`` empty sets (one byte each: EMPTY_SET)."""
+    return b"(" + b"\x8f" * n + b"t"
+
+
+def polyglot(first: bytes, second: bytes) -> bytes:
+    """Two torch archives end to end: Python's zipfile reads the second (its offsets corrected for
+    the first); a reader that does not correct them would read members of the first."""
+    return first + second
+
+
 def deep_list(depth: int) -> bytes:
     """Opcodes of ``depth`` lists nested in each other (built without recursion)."""
     return b"]" * depth + b"a" * (depth - 1)

@@ -7,6 +7,7 @@ shapes, resource exhaustion, storages, layers, payloads and messages, paths and 
 """
 import argparse
 import errno
+import io
 import os
 import signal
 import warnings
@@ -96,6 +97,17 @@ def _fifo(ctx):
     fifo = ctx.tmp / "fifo.pt"
     os.mkfifo(fifo)
     return ctx.args(inp=fifo)
+
+
+def _saved(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _special_output(ctx):
+    os.mkfifo(ctx.out)
+    return ctx.args("--decoder-depth", "2", "--force")
 
 
 def make_dir(ctx, name):
@@ -192,6 +204,11 @@ CASES = {
                                .args(), "more than 200,000 objects"),
     "billion laughs in extra_state": (lambda c: c.save(S(extra_state={"x": h.laughs()})).args(),
                                       "more than 1,000,000 objects"),
+    "memo index 2**27 (memo bomb)": (lambda c: h.inject(c.inp, h.memo_bomb()) or c.args(), "memo index out of order"),
+    "a million and more empty sets": (lambda c: h.inject(c.inp, h.set_flood(1_100_000)) or c.args(),
+                                      "more than 1,000,000 opcodes"),
+    "two archives end to end": (lambda c: c.write(h.polyglot(_saved(h.state(enc=2)), _saved(h.state()))),
+                                "data in front of its zip archive"),
     "deflate bomb: pickle 1 GiB": (lambda c: rewritten(c, h.bomb_member()), "would inflate to 1,073,741,824"),
     "deflate bomb: ratio": (lambda c: rewritten(c, h.ratio_bomb), "limits"),
     "deflate bomb: storage 1 GiB": (lambda c: rewritten(c, h.bomb_member("data/0")), "would inflate"),
@@ -210,7 +227,13 @@ CASES = {
     "storage key with newline": (lambda c: h.inject(c.inp, h.storage_ref("FloatStorage", "9\n9", 4)) or c.args(),
                                  "data/9\\n9"),
     "storage numel negative": (lambda c: h.inject(c.inp, h.storage_ref("FloatStorage", "0", -1)) or c.args(),
-                               "storage 0 has a size that is not a count (-1)"),
+                               "storage 0 has a size that is not a count (a negative number)"),
+    "storage numel of 5000 digits": (lambda c: h.inject(c.inp, h.storage_ref_numel(
+        "FloatStorage", "0", h.long4(-10 ** 5000))) or c.args(), "size that is not a count (a negative number)"),
+    "storage numel 2**100": (lambda c: h.inject(c.inp, h.storage_ref_numel("FloatStorage", "0", h.long4(1 << 100)))
+                             or c.args(), "size that is not a count (an impossible number)"),
+    "storage numel a deep list": (lambda c: h.inject(c.inp, h.storage_ref_numel("FloatStorage", "0", h.deep_list(
+        100000))) or c.args(), "size that is not a count (a list)"),
     "storage of unknown type": (lambda c: h.inject(c.inp, h.storage_ref("EvilStorage", "0", 1)) or c.args(),
                                 "unknown type (torch.EvilStorage)"),
     "storage with two sizes": (lambda c: h.inject(c.inp, b"(" + h.storage_ref("FloatStorage", "0", 1) +
@@ -273,6 +296,7 @@ CASES = {
     "output out.pt/": (lambda c: c.save(S()).args(out=f"{c.out}/"), "trailing '/'"),
     "input in.pt/": (lambda c: c.save(S()).args(inp=f"{c.inp}/"), "trailing '/'"),
     "output is a directory": (lambda c: c.save(S()).args(out=make_dir(c, "outdir")), "is a directory"),
+    "output is a FIFO, with --force": (lambda c: c.save(S()) and _special_output(c), "is not a regular file"),
     "output is .": (lambda c: c.save(S()).args(out=c.tmp / "."), "is a directory"),
     "input is a directory": (lambda c: c.args(inp=make_dir(c, "indir")), "indir: is a directory"),
     "input is a FIFO": (_fifo, "not a regular file"),

@@ -179,6 +179,9 @@ def lm_state(lm_data):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from omegaconf import OmegaConf
 
+    import fairseq_layerdrop
+
+    fairseq_layerdrop.register()  # the file alone too, not only after tests that register it
     args = options.parse_args_and_arch(options.get_training_parser(), [
         str(lm_data), "--task", "language_modeling", "--arch", "transformer_lm_layerdrop_tiny",
         "--decoder-layers", "4", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
