@@ -83,7 +83,10 @@ def inputs(args):
         raise PruneError(f"prompt + --new-tokens = {need} exceeds the model's {model.decoder.max_positions()} positions")
     drafts = {}
     for strategy, depth in args.drafts:
-        drafts.update(sp.drafts_of(model.decoder, [depth], [strategy]))
+        try:
+            drafts.update(sp.drafts_of(model.decoder, [depth], [strategy]))
+        except PruneError as err:  # it names --depths, the option of the other tools
+            raise PruneError(str(err).replace("--depths:", "--drafts:", 1)) from None
     return model, drafts, prompts, encoded, eos
 
 

@@ -223,8 +223,11 @@ def _directory(zf: zipfile.ZipFile, f, where: str) -> Dict[str, Member]:
 def _data_before(zf: zipfile.ZipFile, f) -> int:
     """Bytes in front of the archive (zipfile adds them to every member's offset; torch does not):
     where zipfile found the central directory less where the end record says it is."""
-    end = zipfile._EndRecData(f)  # the end record zipfile itself used (zip64 included)
-    return zf.start_dir - end[zipfile._ECD_OFFSET] if end else 0
+    try:
+        end = zipfile._EndRecData(f)  # the end record zipfile itself used (zip64 included)
+        return zf.start_dir - end[zipfile._ECD_OFFSET] if end else 0
+    except AttributeError:  # a Python without these private names: torch writes its first member at 0
+        return min((i.header_offset for i in zf.infolist()), default=0)
 
 
 def _check_zip(f, where: str) -> Archive:

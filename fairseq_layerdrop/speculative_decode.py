@@ -97,13 +97,13 @@ def speculative_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, keep
         length = tokens.size(1)  # the full cache holds length - 1 positions: all but the last token
         steps = min(k, new_tokens - (length - start) - 1)  # the full model adds one token: the budget
         drafts = _draft(decoder, keep, tokens, draft_cached, steps, draft_state, encoder_out) if steps else []
-        candidate = torch.cat([tokens, torch.tensor([drafts], dtype=tokens.dtype)], dim=1)
+        candidate = torch.cat([tokens, torch.tensor([drafts], dtype=tokens.dtype, device=tokens.device)], dim=1)
         greedy = _argmax(extend_cached(decoder, candidate, steps + 1, full_state, encoder_out)).tolist()
         accepted = 0
         while accepted < steps and drafts[accepted] == greedy[accepted]:
             accepted += 1
         emitted = drafts[:accepted] + [greedy[accepted]]
-        tokens = torch.cat([tokens, torch.tensor([emitted], dtype=tokens.dtype)], dim=1)
+        tokens = torch.cat([tokens, torch.tensor([emitted], dtype=tokens.dtype, device=tokens.device)], dim=1)
         truncate_cache(decoder, full_state, tokens.size(1) - 1)
         if steps:  # the draft's cache keeps the drafts that were right
             draft_cached = length + min(accepted, steps - 1)

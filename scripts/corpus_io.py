@@ -29,10 +29,12 @@ before), the files renamed before it are put back as they were (or removed, if t
 Exit statuses (:func:`run`), with at most one line ``<prog>: error: <message>`` on stderr:
 0 done; 2 a bad option or input, or the system refused (OSError such as a missing file, no
 permission or a full disk; MemoryError); 1 a bug of ours; 130 Ctrl-C; 143 SIGTERM and 129 SIGHUP
-(a `kill`, a closed terminal: the same clean stop as Ctrl-C).
+(a `kill`, a closed terminal: the same clean stop as Ctrl-C; a hangup already ignored, as
+under `nohup`, stays ignored).
 """
 import argparse
 import bz2
+import errno
 import gzip
 import io
 import lzma
@@ -96,7 +98,8 @@ def raise_stopped(signum, frame):
 def run(prog: str, work) -> int:
     """``work()`` (which prints its own result) under the exit statuses above; returns the status."""
     main = threading.current_thread() is threading.main_thread()  # handlers: main thread only
-    previous = {sig: signal.signal(sig, raise_stopped) for sig in STOPS} if main else {}
+    previous = {sig: signal.signal(sig, raise_stopped) for sig in STOPS
+                if main and signal.getsignal(sig) is not signal.SIG_IGN}  # nohup: stays ignored
     try:
         work()
         return 0
@@ -220,10 +223,13 @@ def keep(dest: Path):
     if not os.path.lexists(dest):
         return None
     kept = dest.with_name(f".{dest.name}.{os.getpid()}.previous")
+    kept.unlink(missing_ok=True)  # left by a run that crashed with the same pid
     try:
         os.link(dest, kept, follow_symlinks=False)
-    except OSError:
-        shutil.copy2(dest, kept, follow_symlinks=False)
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK):
+            raise
+        shutil.copy2(dest, kept, follow_symlinks=False)  # a file system without hard links
     return kept
 
 

@@ -66,7 +66,7 @@ finetune() {
     restore=(--restore-file "$dir/pruned.pt")
   fi
   local rc=0
-  env -u TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD "$BIN/fairseq-train" "$TASK_BIN" "${restore[@]}" \
+  env -u TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD "$BIN/fairseq-train" "$TASK_BIN" ${restore[@]+"${restore[@]}"} \
     "${ROBERTA_FT_RECIPE[@]}" --encoder-layers "$depth" --num-classes "$NUM_CLASSES" --lr "$FT_LR" \
     --max-update "$FT_UPDATES" --total-num-update "$FT_UPDATES" --warmup-updates "$FT_WARMUP" \
     --valid-subset valid,test --seed "$seed" --save-dir "$dir" --no-save --cpu --num-workers 0 \

@@ -156,8 +156,22 @@ def test_a_stop_while_renaming_waits_for_the_renames(sum_raw, tmp_path, sig, sta
 def test_run_puts_the_signal_handlers_back(monkeypatch):
     import signal
     before = {sig: signal.getsignal(sig) for sig in cio.STOPS}
-    assert cio.run("x", lambda: None) == 0
+    inside = []
+    assert cio.run("x", lambda: inside.append(signal.getsignal(signal.SIGTERM))) == 0
+    assert inside == [cio.raise_stopped]
     assert {sig: signal.getsignal(sig) for sig in cio.STOPS} == before
+
+
+def test_run_leaves_an_ignored_hangup_ignored():
+    """Under nohup SIGHUP is ignored: a closed terminal must not stop the build."""
+    import signal
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        inside = []
+        assert cio.run("x", lambda: inside.append(signal.getsignal(signal.SIGHUP))) == 0
+        assert inside == [signal.SIG_IGN] and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 # ---------------------------------------------------------------- embed slices of malformed built corpora

@@ -274,3 +274,20 @@ def test_loading_leaves_the_allow_list_in_place(tmp_path):
     torch.save(make_state(enc=2, dec=2, legacy=True), path)
     assert "args" in load_checkpoint(str(path))
     assert "args" in torch.load(path, weights_only=True)
+
+
+def test_an_ignored_hangup_stays_ignored_while_a_tool_runs():
+    """Under nohup SIGHUP is ignored: closing the terminal must not stop a long prune or sweep."""
+    import signal
+
+    from fairseq_layerdrop.cli import boundary
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        inside = []
+        assert boundary.run("x", lambda: inside.append((signal.getsignal(signal.SIGHUP),
+                                                         signal.getsignal(signal.SIGTERM)))) == 0
+        assert inside[0][0] is signal.SIG_IGN and inside[0][1] is not signal.SIG_IGN
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -52,6 +52,12 @@ def test_output_is_the_full_models_greedy_output(lm, prompts, keep, k):
         assert all(0 <= a <= k for a in stats.accepted_per_step)
 
 
+def test_drafts_are_accepted_in_part(lm, prompts):
+    """The interesting case: some of a step's drafts right, then one wrong (cut both caches midway)."""
+    steps = [a for p in prompts for a in sd.speculative_greedy(lm.decoder, p, 17, [0, 2], 3)[1].accepted_per_step]
+    assert any(0 < a < 3 for a in steps) and 0 in steps
+
+
 @pytest.mark.parametrize("k", [1, 4])
 def test_a_draft_equal_to_the_full_model_is_always_accepted(lm, prompts, k):
     tokens, stats = sd.speculative_greedy(lm.decoder, prompts[1], 20, list(range(LAYERS)), k)
@@ -63,11 +69,11 @@ def test_a_draft_equal_to_the_full_model_is_always_accepted(lm, prompts, k):
 def test_a_garbage_draft_changes_nothing_but_the_speed(lm, prompts, monkeypatch):
     vocab = lm.decoder.embed_tokens.num_embeddings
     reference = sp.greedy_continuation(lm.decoder, prompts[2], 15).tolist()
+    wrong = next(t for t in range(4, vocab) if t not in reference)  # never the full model's token
     real = sd._draft
 
     def garbage(decoder, keep, tokens, cached, k, state, encoder_out):  # the draft runs, its tokens are wrong
-        drafts = real(decoder, keep, tokens, cached, k, state, encoder_out)
-        return [(t + 1) % vocab for t in drafts]
+        return [wrong] * len(real(decoder, keep, tokens, cached, k, state, encoder_out))
     monkeypatch.setattr(sd, "_draft", garbage)
     tokens, stats = sd.speculative_greedy(lm.decoder, prompts[2], 15, [0, 2], 3)
     assert tokens.tolist() == reference
@@ -163,7 +169,7 @@ def test_benchmark_decodes_every_method_identically(lm_data, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--drafts", "last/2"], "argument --drafts: expected strategy/depth"),
-    (["--drafts", "first/9", "--new-tokens", "6"], "outside 1..4"),
+    (["--drafts", "first/9", "--new-tokens", "6"], "--drafts: 9 is outside 1..4"),
     (["--new-tokens", "29"], "prompt + --new-tokens = 33 exceeds the model's 32 positions"),
 ])
 def test_benchmark_bad_requests_are_one_line_exit_2(lm_data, tmp_path, capsys, argv, message):

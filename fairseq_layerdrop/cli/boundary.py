@@ -11,6 +11,7 @@
   in the main thread, so temporary files are removed on the way out; SIGBUS (135: the mapped
   input was truncated by another process) cannot return to Python, so a C-level handler removes
   the named temporary files of :mod:`~fairseq_layerdrop.output_file`, writes the line and exits.
+  A signal already ignored (SIGHUP under ``nohup``) stays ignored.
 
 Python warnings are silenced inside, so that they cannot add lines. :class:`OneLineParser` and
 the argparse types below give usage errors the same single line and exit status 2.
@@ -118,7 +119,7 @@ def _python_handlers():
     saved = {}
     for name in _TRAPPED:
         num = getattr(signal, name, None)
-        if num is not None:
+        if num is not None and signal.getsignal(num) is not signal.SIG_IGN:  # nohup: stays ignored
             saved[num] = signal.signal(num, _on_signal)
     _state["signal"] = None
     try:
