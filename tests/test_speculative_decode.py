@@ -47,7 +47,7 @@ def test_output_is_the_full_models_greedy_output(lm, prompts, keep, k):
         tokens, stats = sd.speculative_greedy(lm.decoder, prompt, 17, keep, k)
         assert tokens.tolist() == reference.tolist()
         assert sd.plain_greedy(lm.decoder, prompt, 17).tolist() == reference.tolist()
-        assert stats.tokens == 17 and stats.verify_steps == 1 + len(stats.accepted_per_step)
+        assert stats.tokens == 17
         assert stats.tokens == stats.verify_steps + stats.accepted  # each step: its accepted drafts + one
         assert all(0 <= a <= k for a in stats.accepted_per_step)
 
