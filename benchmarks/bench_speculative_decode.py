@@ -121,11 +121,11 @@ def measure(fns, prompts, encoded, repeats):
 
 
 def summary(times, outputs, stats, drafts) -> dict:
-    base = sorted(times["plain"])[len(times["plain"]) // 2]
+    base = common.median(times["plain"])
     tokens = sum(len(o) for o in outputs["plain"])
     out = {}
     for name, ts in times.items():
-        median = sorted(ts)[len(ts) // 2]
+        median = common.median(ts)
         same = sum(a == b for a, b in zip(outputs[name], outputs["plain"])) / len(outputs["plain"])
         row = {"seconds": round(median, 4), "tokens_per_s": round(tokens / median, 1),
                "speedup_over_plain": round(base / median, 3), "identical": same}

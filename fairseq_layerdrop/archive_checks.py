@@ -144,12 +144,15 @@ def _dry_load(f, where: str, raw=None):
     return value, unpickler.ids
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_count(value) -> bool:
-    return _is_int(value) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _kind_of_size(value) -> str:
+    """What a bad storage size is, never its repr (a 5000-digit int or a deep list cannot be shown)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return f"a {show(type(value).__name__)}"
+    return "a negative number" if value < 0 else "an impossible number"
 
 
 def _storage_sizes(ids, where: str, fields: int) -> Dict[str, int]:
@@ -165,10 +168,9 @@ def _storage_sizes(ids, where: str, fields: int) -> Dict[str, int]:
         if not isinstance(kind, _StorageKind) or kind.itemsize is None:
             name = kind.name if isinstance(kind, _StorageKind) else "not a storage class"
             raise CheckpointError(f"{where}: storage {show(key)} has an unknown type ({show(name)})")
-        if not _is_count(numel) or numel > _MAX_NUMEL:  # no repr: a 5000-digit int or a deep list
-            what = f"{'a negative' if _is_int(numel) and numel < 0 else 'an impossible'} number" \
-                if _is_int(numel) else f"a {type(numel).__name__}"
-            raise CheckpointError(f"{where}: storage {show(key)} has a size that is not a count ({show(what)})")
+        if not _is_count(numel) or numel > _MAX_NUMEL:
+            raise CheckpointError(f"{where}: storage {show(key)} has a size that is not a count "
+                                  f"({_kind_of_size(numel)})")
         nbytes = numel * kind.itemsize
         if sizes.setdefault(key, nbytes) != nbytes:
             raise CheckpointError(f"{where}: storage {show(key)} is declared with two sizes")

@@ -44,7 +44,7 @@ def check_output_path(src, out, force: bool) -> None:
             raise CheckpointError(f"{where}: refusing to overwrite the input checkpoint")
         if os.path.lexists(out) and not force:
             raise CheckpointError(f"{where}: output exists (pass --force to replace it)")
-        _refuse_special(os.lstat(out) if os.path.lexists(out) else None, where)
+        _refuse_special(out, where)
         if not parent.is_dir():
             raise CheckpointError(f"{where}: cannot write: directory {show(parent)} does not exist")
         if not os.access(parent, os.W_OK | os.X_OK):
@@ -223,6 +223,8 @@ def save_exclusive(obj, out, force: bool = False, release: Optional[_MappedPages
             _write(obj, fd, release, where)
             if force and source is not None:
                 _refuse_input(out.name, dir_fd, source, where)
+            if force:
+                _refuse_special(out.name, where, dir_fd)
             _publish(fd, temp, dir_fd, out.name, force)
             size = os.fstat(fd).st_size
         finally:
@@ -246,19 +248,19 @@ def _refuse_input(name: str, dir_fd: int, source: os.stat_result, where: str) ->
     try:
         now = os.stat(name, dir_fd=dir_fd)
     except FileNotFoundError:
-        now = None
-    if now is not None and (now.st_dev, now.st_ino) == (source.st_dev, source.st_ino):
+        return
+    if (now.st_dev, now.st_ino) == (source.st_dev, source.st_ino):
         raise CheckpointError(f"{where}: refusing to overwrite the input checkpoint")
-    try:
-        _refuse_special(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), where)
-    except FileNotFoundError:
-        pass
 
 
-def _refuse_special(st: Optional[os.stat_result], where: str) -> None:
+def _refuse_special(name, where: str, dir_fd: Optional[int] = None) -> None:
     """Even with --force, only a file or a symbolic link is replaced: never a device, FIFO or
     socket that happens to have the output's name (``--force /dev/null`` would replace the device)."""
-    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         raise CheckpointError(f"{where}: is not a regular file (a device, FIFO or socket); refusing to "
                               f"replace it")
 

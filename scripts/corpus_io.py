@@ -207,7 +207,7 @@ def commit(staged: list) -> None:
             try:
                 os.replace(temporary, dest)
             except BaseException:
-                forget(kept)
+                remove_quietly(kept)
                 raise
             replaced.append((dest, kept))
     except BaseException:
@@ -215,7 +215,7 @@ def commit(staged: list) -> None:
             put_back(dest, kept)
         raise
     for _, kept in replaced:
-        forget(kept)
+        remove_quietly(kept)
 
 
 def keep(dest: Path):
@@ -244,10 +244,11 @@ def put_back(dest: Path, kept) -> None:
         pass
 
 
-def forget(kept) -> None:
-    if kept is not None:
+def remove_quietly(path) -> None:
+    """Remove ``path`` if there is one; cleanup after a failure, so an error here is not raised."""
+    if path is not None:
         try:
-            kept.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError:
             pass
 
@@ -266,10 +267,7 @@ def make_dirs(path: Path, made: list) -> None:
 def discard(staged: list, made: list) -> None:
     """Remove the temporary files of a failed write and the directories made for them."""
     for temporary, _ in staged:
-        try:
-            temporary.unlink(missing_ok=True)
-        except OSError:
-            pass
+        remove_quietly(temporary)
     for directory in reversed(made):
         try:
             directory.rmdir()

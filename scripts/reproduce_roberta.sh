@@ -10,10 +10,10 @@
 #      updates for every model): 8 layers at p = 0 and at p = 0.5, 4 and 2 layers from scratch;
 #   3. fine-tuning, SEEDS seeds each: the 8-layer models pruned to 4 and 2 layers (every other
 #      layer) and whole, the scratch models whole, and 4 and 2 layers with no pretraining (`none`,
-#      random initialisation: the floor that shows what pretraining adds). Each run is the user's workflow: the prune tool,
-#      then STOCK fairseq-train --task sentence_prediction --restore-file (no --user-dir; the
-#      scratch models go through the prune tool too, at their own depth, which only converts them
-#      to the stock architecture);
+#      random initialisation: the floor that shows what pretraining adds). Each run is the user's
+#      workflow: the prune tool, then STOCK fairseq-train --task sentence_prediction --restore-file
+#      (no --user-dir; the scratch models go through the prune tool too, at their own depth, which
+#      only converts them to the stock architecture; `none` skips both the prune and the restore);
 #   4. score: test accuracy at the epoch of the best valid accuracy (scripts/roberta_scores.py);
 #      $OUT/results/table.md (mean and each seed), training.md and valid_curves.png (pretraining).
 #
