@@ -23,6 +23,7 @@ setup(
             "fairseq-layerdrop-prune = fairseq_layerdrop.cli.prune:main",
             "fairseq-layerdrop-sweep = fairseq_layerdrop.cli.sweep:main",
             "fairseq-layerdrop-plot = fairseq_layerdrop.cli.plot:main",
+            "fairseq-layerdrop-generate = fairseq_layerdrop.cli.generate:main",
         ]
     },
 )

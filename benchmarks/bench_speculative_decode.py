@@ -92,11 +92,12 @@ def inputs(args):
 
 def methods(decoder, drafts, ks, new_tokens, eos):
     """``{name: fn(prompt, encoder_out) -> (tokens, stats or None)}``."""
-    out = {"plain": lambda p, e: (sd.plain_greedy(decoder, p, new_tokens, e, eos), None),
+    rules = sd.Rules(eos=eos)
+    out = {"plain": lambda p, e: (sd.plain_greedy(decoder, p, new_tokens, e, rules)[0], None),
            "fairseq_step": lambda p, e: (sp.greedy_continuation(decoder, p, new_tokens, e, eos), None)}
     for name, keep in drafts.items():
         for k in ks:
-            out[f"{name}/k{k}"] = lambda p, e, keep=keep, k=k: sd.speculative_greedy(decoder, p, new_tokens, keep, k, e, eos)
+            out[f"{name}/k{k}"] = lambda p, e, keep=keep, k=k: sd.speculative_greedy(decoder, p, new_tokens, keep, k, e, rules)[::2]
     return out
 
 

@@ -30,6 +30,7 @@ TOOL_MODULES = {
     "fairseq-layerdrop-prune": "fairseq_layerdrop.cli.prune",
     "fairseq-layerdrop-sweep": "fairseq_layerdrop.cli.sweep",
     "fairseq-layerdrop-plot": "fairseq_layerdrop.cli.plot",
+    "fairseq-layerdrop-generate": "fairseq_layerdrop.cli.generate",
 }
 # sacrebleu's score as fairseq prints it (2 decimals) and our rounding of the same number
 BLEU_TOLERANCE = 0.011

@@ -15,10 +15,16 @@ each attention module, so the draft's layers keep their own keys and values). Bo
 what was accepted after each round (:func:`fairseq_layerdrop.speculative.truncate_cache`); the
 draft catches up on the tokens it has not read (the full model's correction) in one forward.
 
+:class:`Rules` are the constraints fairseq's ``SequenceGenerator`` puts on a greedy choice (never
+pad, no end-of-sentence before ``--min-len``, only end-of-sentence at the length limit), applied
+alike to the drafts and the verification, so the output is ``fairseq-generate --beam 1``'s. Each
+emitted token's log-probability comes from the full model (fairseq's positional scores). An
+optional confidence stop ends a round's drafting when the draft's own top probability is low.
+
 Batch 1, greedy only. Plain torch on a fairseq decoder object, like ``speculative.py``.
 """
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -53,68 +59,106 @@ class DecodeStats:
         self.accepted_per_step += other.accepted_per_step
 
 
-def _argmax(logits: Tensor) -> Tensor:
-    """Greedy tokens (1-D) from logits 1 x T x V."""
-    return logits[0].argmax(-1)
+@dataclass(frozen=True)
+class Rules:
+    """The constraints on a greedy choice, by new-token index (0: the first token generated).
+
+    ``eos`` ends the output (None: a language model that never stops); it is not allowed before
+    index ``min_new`` (fairseq's ``--min-len``) and is the only token allowed at index
+    ``force_eos_at`` (fairseq's length limit); ``banned`` tokens are never chosen (fairseq: pad).
+    """
+    eos: Optional[int] = None
+    min_new: int = 0
+    force_eos_at: Optional[int] = None
+    banned: Tuple[int, ...] = ()
+
+    def choose(self, logits: Tensor, first: int) -> Tuple[Tensor, Tensor]:
+        """Greedy tokens (1-D) and their log-probabilities for logits rows ``T x V`` at new-token
+        indices ``first .. first + T - 1``."""
+        lprobs = torch.log_softmax(logits, dim=-1)
+        masked = lprobs.masked_fill(lprobs.isnan(), float("-inf"))
+        if self.banned:
+            masked[:, list(self.banned)] = float("-inf")
+        index = torch.arange(first, first + logits.size(0), device=logits.device)
+        if self.eos is not None and first < self.min_new:
+            masked[index < self.min_new, self.eos] = float("-inf")
+        if self.force_eos_at is not None and first + logits.size(0) > self.force_eos_at:
+            forced = index >= self.force_eos_at
+            keep = masked[forced, self.eos]
+            masked[forced] = float("-inf")
+            masked[forced, self.eos] = keep
+        tokens = masked.argmax(-1)
+        return tokens, masked.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
 def _draft(decoder: nn.Module, keep: Sequence[int], tokens: Tensor, cached: int, k: int, state: dict,
-           encoder_out) -> List[int]:
-    """``k`` greedy tokens of the draft after ``tokens`` (1 x L); its cache holds the first
-    ``cached`` of them. Returns the drafts; the cache then holds ``L + k - 1`` positions."""
+           encoder_out, rules: Rules, start: int, confidence: Optional[float]) -> Tuple[List[int], int]:
+    """Up to ``k`` greedy tokens of the draft after ``tokens`` (1 x L; its cache holds the first
+    ``cached``); fewer when a draft is end-of-sentence or (``confidence``) its probability is lower.
+    Returns the drafts and the number of positions the draft's cache then holds."""
     drafts = []
     with only_layers(decoder, keep):
-        seq = tokens
-        new = tokens.size(1) - cached
-        for _ in range(k):
-            nxt = _argmax(extend_cached(decoder, seq, new, state, encoder_out))[-1:]
+        seq, new = tokens, tokens.size(1) - cached
+        while len(drafts) < k:
+            logits = extend_cached(decoder, seq, new, state, encoder_out)[0, -1:]
+            nxt, lprob = rules.choose(logits, seq.size(1) - start)
+            cached = seq.size(1)
+            if confidence is not None and float(lprob.exp()) < confidence:
+                break
             drafts.append(int(nxt))
-            seq = torch.cat([seq, nxt.view(1, 1)], dim=1)
-            new = 1
-    return drafts
+            if drafts[-1] == rules.eos:
+                break
+            seq, new = torch.cat([seq, nxt.view(1, 1)], dim=1), 1
+    return drafts, cached
+
+
+def _append(tokens: Tensor, new: Sequence[int]) -> Tensor:
+    return torch.cat([tokens, torch.tensor([list(new)], dtype=tokens.dtype, device=tokens.device)], dim=1)
 
 
 @torch.no_grad()
 def speculative_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, keep: Sequence[int], k: int,
-                       encoder_out=None, eos: Optional[int] = None):
+                       encoder_out=None, rules: Optional[Rules] = None, confidence: Optional[float] = None):
     """At most ``new_tokens`` greedy tokens after ``prompt`` (1-D), drafted ``k`` at a time by the
-    decoder layers ``keep`` and verified by all of them; ``(tokens, DecodeStats)``.
+    decoder layers ``keep`` and verified by all of them; ``(tokens, log-probabilities, DecodeStats)``.
 
-    As :func:`fairseq_layerdrop.speculative.greedy_continuation`: a translation decoder reads
-    ``encoder_out`` and stops after ``eos``; a language model (``eos`` None) does not stop.
+    A translation decoder reads ``encoder_out``; decoding stops after ``rules.eos``. ``confidence``
+    (0 < c < 1, optional) stops a round's drafting at a draft token below that probability.
     """
     if k < 1:
         raise ValueError(f"k (draft tokens per step) must be at least 1, got {k}")
+    rules = rules or Rules()
     stats, full_state, draft_state = DecodeStats(), {}, {}
     tokens = prompt.view(1, -1)
     start = tokens.size(1)
     # the full model reads the prompt once; its cache then holds every prompt position
-    nxt = _argmax(extend_cached(decoder, tokens, start, full_state, encoder_out))[-1:]
+    nxt, score = rules.choose(extend_cached(decoder, tokens, start, full_state, encoder_out)[0, -1:], 0)
+    scores = [score]
     stats.verify_steps += 1
-    tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
-    draft_cached = 0
-    while not _done(tokens, start, new_tokens, eos):
+    tokens, draft_cached = _append(tokens, [int(nxt)]), 0
+    while not _done(tokens, start, new_tokens, rules.eos):
         length = tokens.size(1)  # the full cache holds length - 1 positions: all but the last token
-        steps = min(k, new_tokens - (length - start) - 1)  # the full model adds one token: the budget
-        drafts = _draft(decoder, keep, tokens, draft_cached, steps, draft_state, encoder_out) if steps else []
-        candidate = torch.cat([tokens, torch.tensor([drafts], dtype=tokens.dtype, device=tokens.device)], dim=1)
-        greedy = _argmax(extend_cached(decoder, candidate, steps + 1, full_state, encoder_out)).tolist()
+        budget = min(k, new_tokens - (length - start) - 1)  # the full model adds one token: the budget
+        drafts, held = ([], draft_cached) if budget < 1 else _draft(
+            decoder, keep, tokens, draft_cached, budget, draft_state, encoder_out, rules, start, confidence)
+        logits = extend_cached(decoder, _append(tokens, drafts), len(drafts) + 1, full_state, encoder_out)[0]
+        greedy, lprobs = rules.choose(logits, length - start)
+        greedy = greedy.tolist()
         accepted = 0
-        while accepted < steps and drafts[accepted] == greedy[accepted]:
+        while accepted < len(drafts) and drafts[accepted] == greedy[accepted]:
             accepted += 1
-        emitted = drafts[:accepted] + [greedy[accepted]]
-        tokens = torch.cat([tokens, torch.tensor([emitted], dtype=tokens.dtype, device=tokens.device)], dim=1)
+        tokens = _append(tokens, drafts[:accepted] + [greedy[accepted]])
+        scores.append(lprobs[:accepted + 1])
         truncate_cache(decoder, full_state, tokens.size(1) - 1)
-        if steps:  # the draft's cache keeps the drafts that were right
-            draft_cached = length + min(accepted, steps - 1)
-            truncate_cache(decoder, draft_state, draft_cached)
+        draft_cached = min(held, length + accepted)  # the draft's cache keeps the drafts that were right
+        truncate_cache(decoder, draft_state, draft_cached)
         stats.verify_steps += 1
-        stats.drafted += steps
+        stats.drafted += len(drafts)
         stats.accepted += accepted
         stats.accepted_per_step.append(accepted)
-    out = _cut(tokens[0, start:], new_tokens, eos)
+    out = _cut(tokens[0, start:], new_tokens, rules.eos)
     stats.tokens = out.numel()
-    return out, stats
+    return out, torch.cat(scores)[:out.numel()], stats
 
 
 def _done(tokens: Tensor, start: int, new_tokens: int, eos: Optional[int]) -> bool:
@@ -131,13 +175,16 @@ def _cut(new: Tensor, new_tokens: int, eos: Optional[int]) -> Tensor:
 
 @torch.no_grad()
 def plain_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, encoder_out=None,
-                 eos: Optional[int] = None) -> Tensor:
+                 rules: Optional[Rules] = None) -> Tuple[Tensor, Tensor]:
     """The same loop without drafting: the prompt read in one forward, then one full step per
-    token (what a speed-up of :func:`speculative_greedy` is measured against)."""
-    state, tokens = {}, prompt.view(1, -1)
+    token (what a speed-up of :func:`speculative_greedy` is measured against); ``(tokens,
+    log-probabilities)``."""
+    rules = rules or Rules()
+    state, tokens, scores = {}, prompt.view(1, -1), []
     start, new = tokens.size(1), tokens.size(1)
-    while not _done(tokens, start, new_tokens, eos):
-        nxt = _argmax(extend_cached(decoder, tokens, new, state, encoder_out))[-1:]
-        tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
-        new = 1
-    return _cut(tokens[0, start:], new_tokens, eos)
+    while not _done(tokens, start, new_tokens, rules.eos):
+        nxt, score = rules.choose(extend_cached(decoder, tokens, new, state, encoder_out)[0, -1:], tokens.size(1) - start)
+        tokens, new = torch.cat([tokens, nxt.view(1, 1)], dim=1), 1
+        scores.append(score)
+    out = _cut(tokens[0, start:], new_tokens, rules.eos)
+    return out, torch.cat(scores)[:out.numel()]

@@ -44,9 +44,9 @@ def prompts(lm):
 def test_output_is_the_full_models_greedy_output(lm, prompts, keep, k):
     for prompt in prompts:
         reference = sp.greedy_continuation(lm.decoder, prompt, 17)
-        tokens, stats = sd.speculative_greedy(lm.decoder, prompt, 17, keep, k)
+        tokens, _, stats = sd.speculative_greedy(lm.decoder, prompt, 17, keep, k)
         assert tokens.tolist() == reference.tolist()
-        assert sd.plain_greedy(lm.decoder, prompt, 17).tolist() == reference.tolist()
+        assert sd.plain_greedy(lm.decoder, prompt, 17)[0].tolist() == reference.tolist()
         assert stats.tokens == 17
         assert stats.tokens == stats.verify_steps + stats.accepted  # each step: its accepted drafts + one
         assert all(0 <= a <= k for a in stats.accepted_per_step)
@@ -54,13 +54,13 @@ def test_output_is_the_full_models_greedy_output(lm, prompts, keep, k):
 
 def test_drafts_are_accepted_in_part(lm, prompts):
     """The interesting case: some of a step's drafts right, then one wrong (cut both caches midway)."""
-    steps = [a for p in prompts for a in sd.speculative_greedy(lm.decoder, p, 17, [0, 2], 3)[1].accepted_per_step]
+    steps = [a for p in prompts for a in sd.speculative_greedy(lm.decoder, p, 17, [0, 2], 3)[2].accepted_per_step]
     assert any(0 < a < 3 for a in steps) and 0 in steps
 
 
 @pytest.mark.parametrize("k", [1, 4])
 def test_a_draft_equal_to_the_full_model_is_always_accepted(lm, prompts, k):
-    tokens, stats = sd.speculative_greedy(lm.decoder, prompts[1], 20, list(range(LAYERS)), k)
+    tokens, _, stats = sd.speculative_greedy(lm.decoder, prompts[1], 20, list(range(LAYERS)), k)
     assert tokens.tolist() == sp.greedy_continuation(lm.decoder, prompts[1], 20).tolist()
     assert stats.acceptance == 1.0 and stats.drafted > 0
     assert stats.verify_steps == 1 + -(-19 // (k + 1))  # the prefill, then k + 1 tokens a step
@@ -72,10 +72,11 @@ def test_a_garbage_draft_changes_nothing_but_the_speed(lm, prompts, monkeypatch)
     wrong = next(t for t in range(4, vocab) if t not in reference)  # never the full model's token
     real = sd._draft
 
-    def garbage(decoder, keep, tokens, cached, k, state, encoder_out):  # the draft runs, its tokens are wrong
-        return [wrong] * len(real(decoder, keep, tokens, cached, k, state, encoder_out))
+    def garbage(*args):  # the draft runs, its tokens are wrong
+        drafts, held = real(*args)
+        return [wrong] * len(drafts), held
     monkeypatch.setattr(sd, "_draft", garbage)
-    tokens, stats = sd.speculative_greedy(lm.decoder, prompts[2], 15, [0, 2], 3)
+    tokens, _, stats = sd.speculative_greedy(lm.decoder, prompts[2], 15, [0, 2], 3)
     assert tokens.tolist() == reference
     assert stats.accepted == 0 and stats.verify_steps == 15 and stats.tokens_per_step == 1.0
 
@@ -105,9 +106,9 @@ def test_decoding_stops_after_the_first_end_token_as_greedy_does(lm, prompts, k)
     reference = sp.greedy_continuation(lm.decoder, prompts[1], 17, eos=stop)
     assert reference[-1] == stop and reference.numel() <= 6
     for keep in ([0], list(range(LAYERS))):  # a draft that is always right drafts past the end
-        tokens, stats = sd.speculative_greedy(lm.decoder, prompts[1], 17, keep, k, eos=stop)
+        tokens, _, stats = sd.speculative_greedy(lm.decoder, prompts[1], 17, keep, k, rules=sd.Rules(eos=stop))
         assert tokens.tolist() == reference.tolist() and stats.tokens == reference.numel()
-    assert sd.plain_greedy(lm.decoder, prompts[1], 17, eos=stop).tolist() == reference.tolist()
+    assert sd.plain_greedy(lm.decoder, prompts[1], 17, rules=sd.Rules(eos=stop))[0].tolist() == reference.tolist()
 
 
 def test_k_below_one_is_refused(lm, prompts):
@@ -133,9 +134,9 @@ def test_translation_reads_the_source_and_stops_after_end_of_sentence(mt, keep, 
         enc = model.encoder(src, src_lengths=torch.tensor([src.size(1)]))
         prompt = torch.tensor([eos])
         reference = sp.greedy_continuation(model.decoder, prompt, 12, enc, eos=eos)
-        tokens, _ = sd.speculative_greedy(model.decoder, prompt, 12, keep, k, enc, eos=eos)
+        tokens, _, _ = sd.speculative_greedy(model.decoder, prompt, 12, keep, k, enc, rules=sd.Rules(eos=eos))
         assert tokens.tolist() == reference.tolist()
-        assert sd.plain_greedy(model.decoder, prompt, 12, enc, eos=eos).tolist() == reference.tolist()
+        assert sd.plain_greedy(model.decoder, prompt, 12, enc, rules=sd.Rules(eos=eos))[0].tolist() == reference.tolist()
 
 
 def test_cut_keeps_the_first_end_of_sentence_and_the_budget():
@@ -181,3 +182,32 @@ def test_benchmark_bad_requests_are_one_line_exit_2(lm_data, tmp_path, capsys, a
     assert run_main(BENCH, [ckpt, lm_data, "--prompt-tokens", "4", "--max-wait", "0", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bench_speculative_decode.py: error: ") and message in err
+
+
+def test_the_rules_ban_pad_hold_back_eos_and_force_it_at_the_limit():
+    logits = torch.tensor([[0.0, 5.0, 4.0, 1.0]] * 4, dtype=torch.float64)  # token 1 (pad) is the best, then 2 (eos)
+    rules = sd.Rules(eos=2, min_new=2, force_eos_at=3, banned=(1,))
+    tokens, lprobs = rules.choose(logits, 0)  # new-token indices 0..3
+    assert tokens.tolist() == [3, 3, 2, 2]  # pad never; eos not before index 2; only eos at index 3
+    assert torch.allclose(lprobs, torch.log_softmax(logits[0], -1)[tokens])  # the model's own log-probabilities
+    forced = sd.Rules(eos=2, force_eos_at=0).choose(torch.tensor([[9.0, 1.0, -3.0]]), 0)[0]
+    assert forced.tolist() == [2]
+    assert sd.Rules().choose(logits, 0)[0].tolist() == [1, 1, 1, 1]  # no rule: plain argmax
+
+
+@pytest.mark.parametrize("keep", [[0], [1, 3]])
+def test_a_confidence_stop_drafts_less_and_changes_nothing(lm, prompts, keep):
+    reference = sp.greedy_continuation(lm.decoder, prompts[2], 17).tolist()
+    _, _, free = sd.speculative_greedy(lm.decoder, prompts[2], 17, keep, 4)
+    tokens, _, cautious = sd.speculative_greedy(lm.decoder, prompts[2], 17, keep, 4, confidence=0.2)
+    assert tokens.tolist() == reference and cautious.drafted < free.drafted
+    tokens, _, never = sd.speculative_greedy(lm.decoder, prompts[2], 17, keep, 4, confidence=0.999999)
+    assert tokens.tolist() == reference and never.drafted == 0 and never.verify_steps == 17
+
+
+def test_the_scores_are_the_full_models_log_probabilities(lm, prompts):
+    tokens, lprobs, _ = sd.speculative_greedy(lm.decoder, prompts[1], 12, [0], 3)
+    seq = torch.cat([prompts[1], tokens]).view(1, -1)
+    full = torch.log_softmax(lm.decoder(seq)[0][0], -1)[prompts[1].numel() - 1:-1]
+    assert torch.allclose(lprobs, full.gather(-1, tokens.view(-1, 1)).squeeze(-1))
+    assert torch.allclose(sd.plain_greedy(lm.decoder, prompts[1], 12)[1], lprobs)

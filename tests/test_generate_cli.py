@@ -1,0 +1,135 @@
+"""fairseq-layerdrop-generate: fairseq's greedy decoding (SequenceGenerator, beam 1) restated exactly
+(float64, in process), the command's output against stock fairseq-generate --beam 1 (float32, real
+subprocesses), and every way it refuses to decode differently (exit 2, one line)."""
+import re
+import types
+
+import pytest
+import torch
+from fairseq.sequence_generator import SequenceGenerator
+
+from fairseq_layerdrop import speculative_generate as sg
+from fairseq_layerdrop.cli import generate
+from tests.test_speculative_decode import SIZES, build
+from tests.utils import EVAL_COMMON, hypotheses, run_cli, run_stock, train
+
+PLUGIN = str(generate.__file__).rsplit("/cli/", 1)[0]
+
+
+@pytest.fixture(scope="module", params=["random", "eos tied to the favourite token"])
+def mt64(request, mt_data):
+    """A random translation model in float64; the second ends sentences early (its end-of-sentence
+    embedding is a copy of the token it otherwise repeats), so --min-len matters."""
+    model, task = build([str(mt_data), "--task", "translation", "--arch", "transformer_layerdrop_tiny",
+                         "--encoder-layers", "2", "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32",
+                         "--encoder-attention-heads", "2", "--share-all-embeddings", *SIZES])
+    task.load_dataset("test")
+    if request.param != "random":
+        data, eos = task.datasets["test"], task.target_dictionary.eos()
+        out = SequenceGenerator([model], task.target_dictionary, beam_size=1, max_len_b=10).generate(
+            [model], data.collater([data[0]]))[0][0]["tokens"]
+        with torch.no_grad():
+            model.decoder.embed_tokens.weight[eos] = 1.01 * model.decoder.embed_tokens.weight[int(out[0])]
+    return model, task
+
+
+@pytest.mark.parametrize("min_len, max_len_b, lenpen", [(1, 200, 1.0), (3, 6, 0.5), (1, 9, 2.0)])
+def test_decoding_is_fairseqs_greedy_search(mt64, min_len, max_len_b, lenpen):
+    model, task = mt64
+    cfg = types.SimpleNamespace(max_len_a=0, max_len_b=max_len_b, min_len=min_len, lenpen=lenpen, unnormalized=False)
+    stock = SequenceGenerator([model], task.target_dictionary, beam_size=1, max_len_b=max_len_b, min_len=min_len,
+                              len_penalty=lenpen)
+    data, lengths = task.datasets["test"], set()
+    for i in range(6):
+        sample = data.collater([data[i]])
+        reference = stock.generate([model], sample)[0][0]
+        for keep in ([0], [1, 3], None):  # None: the same loop without drafting
+            ours = sg.decode(model, sample, cfg, keep, 3)
+            assert ours.tokens.tolist() == reference["tokens"].tolist()
+            # fairseq's log-softmax is float32 even for a float64 model
+            assert torch.allclose(ours.positional_scores, reference["positional_scores"].double(), atol=1e-5)
+            assert abs(float(ours.score) - float(reference["score"])) < 1e-5
+        lengths.add(len(reference["tokens"]))
+    assert max(lengths) <= max_len_b + 1 and min(lengths) >= min_len + 1
+
+
+@pytest.fixture(scope="module")
+def trained(mt_data, tmp_path_factory):
+    return train(mt_data, tmp_path_factory.mktemp("gen"), "mt", "transformer_layerdrop_tiny",
+                 ["--decoder-layers", "4", "--decoder-layerdrop", "0.5"], user_dir=PLUGIN)
+
+
+GREEDY = ["--beam", "1", "--batch-size", "1", "--max-len-b", "12", *EVAL_COMMON]
+
+
+def test_output_is_stock_fairseq_generate_beam_1(trained, mt_data):
+    stock = run_stock("fairseq-generate", [mt_data, "--path", trained, *GREEDY, "--user-dir", PLUGIN])
+    assert stock.returncode == 0, stock.stderr[-2000:]
+    out = run_cli("fairseq-layerdrop-generate", [mt_data, "--path", trained, *GREEDY, "--draft-depth", "2",
+                                                 "--draft-tokens", "3", "--compare"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    ours = [line for line in hypotheses(out.stdout) if line.startswith("H-")]
+    theirs = [line for line in hypotheses(stock.stdout) if line.startswith("H-")]
+    assert len(ours) == len(theirs) > 10
+    assert [line.split("\t")[2] for line in ours] == [line.split("\t")[2] for line in theirs]  # the tokens
+    for a, b in zip(ours, theirs):
+        assert abs(float(a.split("\t")[1]) - float(b.split("\t")[1])) < 1e-4  # the scores, up to float32 rounding
+    assert re.search(r"^Generate test with beam=1: BLEU4", out.stdout, re.M)
+    assert re.search(rf"identical to it: {len(ours)}/{len(ours)} sentences", out.stdout)
+    assert re.search(r"^speculative: draft layers 0,2 of 4, 3 draft tokens: acceptance 0\.\d+", out.stdout, re.M)
+
+
+def test_a_draft_of_every_layer_is_always_accepted(trained, mt_data):
+    out = run_cli("fairseq-layerdrop-generate", [mt_data, "--path", trained, *GREEDY, "--draft-layers", "0,1,2,3",
+                                                 "--quiet"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "acceptance 1.000" in out.stdout and not re.search(r"^H-", out.stdout, re.M)
+
+
+REFUSED = [
+    ([], "--beam 1"),
+    (["--beam", "1", "--sampling"], "--sampling"),
+    (["--beam", "1", "--batch-size", "4"], "--batch-size 1"),
+    (["--beam", "1", "--nbest", "2"], "--nbest 1"),
+    (["--beam", "1", "--prefix-size", "1"], "--prefix-size"),
+    (["--beam", "1", "--no-repeat-ngram-size", "2"], "--no-repeat-ngram-size"),
+    (["--beam", "1", "--results-path", "out"], "--results-path"),
+    (["--beam", "1", "--path", "a.pt:b.pt"], "ensembles"),
+]
+
+
+@pytest.mark.parametrize("extra, says", REFUSED)
+def test_what_would_decode_another_way_is_refused(extra, says, capsys):
+    argv = ["data", "--path", "model.pt", "--draft-depth", "1", *extra]
+    assert generate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fairseq-layerdrop-generate: error: ") and says in err
+
+
+@pytest.mark.parametrize("draft", [[], ["--draft-layers", "0,0"], ["--draft-layers", "2,1"], ["--draft-layers", "x"],
+                                   ["--draft-depth", "0"], ["--draft-depth", "1", "--draft-layers", "0"],
+                                   ["--draft-depth", "1", "--draft-confidence", "1.5"],
+                                   ["--draft-depth", "1", "--draft-tokens", "0"]])
+def test_bad_draft_options_are_one_line(draft, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        generate.main(["data", "--path", "model.pt", "--beam", "1", *draft])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fairseq-layerdrop-generate: error: ")
+
+
+@pytest.mark.parametrize("draft, says", [(["--draft-layers", "0,4"], "layer 4 does not exist"),
+                                         (["--draft-depth", "5"], "more than the decoder's 4 layers")])
+def test_a_draft_the_model_does_not_have_is_refused(trained, mt_data, draft, says):
+    out = run_cli("fairseq-layerdrop-generate", [mt_data, "--path", trained, *GREEDY, *draft])
+    assert out.returncode == 2 and says in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("fairseq-layerdrop-generate: error: ")
+
+
+def test_a_language_model_or_a_missing_file_is_refused(lm_data, tmp_path):
+    lm = train(lm_data, tmp_path / "lm", "lm", "transformer_lm_layerdrop_tiny", user_dir=PLUGIN)
+    out = run_cli("fairseq-layerdrop-generate", [lm_data, "--path", lm, "--task", "language_modeling", *GREEDY,
+                                                 "--draft-depth", "1"])
+    assert out.returncode == 2 and "language models are not supported yet" in out.stderr
+    out = run_cli("fairseq-layerdrop-generate", [lm_data, "--path", tmp_path / "none.pt", *GREEDY, "--draft-depth", "1"])
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("fairseq-layerdrop-generate: error: ")
