@@ -37,7 +37,7 @@ from fairseq_layerdrop.safe_load import register_safe_globals
 _CHUNK = 1 << 22  # 4 MiB reads
 PATH_MAX = 4096  # Linux; os.pathconf gives the file system's value where it can
 NAME_MAX = 255
-_TRUST_HINT = "pass --trust-checkpoint only if you trust where the file comes from"
+TRUST_HINT = "pass --trust-checkpoint only if you trust where the file comes from"
 
 
 def path_limits(directory) -> tuple:
@@ -185,18 +185,18 @@ def _refusal(err: Exception, archive) -> str:
     name = re.search(r"GLOBAL (\S+?)(?: was not|\s+whose|\s|$)", inner)
     if name:
         return (f"refused to load: it needs the class or function {show(name.group(1))}, which is not on "
-                f"the allow-list of data-only classes; {_TRUST_HINT}")
+                f"the allow-list of data-only classes; {TRUST_HINT}")
     operand = re.search(r"Unsupported operand (\d+)", inner)
     if operand:
         op = pickletools.code2op.get(chr(int(operand.group(1))))
         proto = f"pickle protocol {archive.protocol}" if archive.protocol is not None else "its pickle"
         return (f"refused by torch's safe loader, not corrupt: saved with {proto}, whose opcode "
                 f"{op.name if op else operand.group(1)} the safe loader does not read; re-save it with "
-                f"torch.save's default protocol, or {_TRUST_HINT}")
+                f"torch.save's default protocol, or {TRUST_HINT}")
     lines = [ln.strip() for ln in inner.splitlines() if ln.strip() and "pytorch.org" not in ln]
     first = lines[0] if lines else type(err).__name__
     if isinstance(err, pickle.UnpicklingError):
-        return f"refused by torch's safe loader: {show(first)}; {_TRUST_HINT}"
+        return f"refused by torch's safe loader: {show(first)}; {TRUST_HINT}"
     return f"not a readable torch checkpoint: {show(type(err).__name__)}: {show(first)}"
 
 

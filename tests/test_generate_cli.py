@@ -133,3 +133,20 @@ def test_a_language_model_or_a_missing_file_is_refused(lm_data, tmp_path):
     assert out.returncode == 2 and "language models are not supported yet" in out.stderr
     out = run_cli("fairseq-layerdrop-generate", [lm_data, "--path", tmp_path / "none.pt", *GREEDY, "--draft-depth", "1"])
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("fairseq-layerdrop-generate: error: ")
+
+
+@pytest.mark.parametrize("content", ["memo bomb", "code"])
+def test_a_hostile_checkpoint_is_refused_before_fairseq_reads_it(content, mt_data, tmp_path):
+    from tests import hostile as h
+
+    bad, marker = tmp_path / "bad.pt", tmp_path / "pwned"
+    if content == "memo bomb":
+        h.inject(bad, h.memo_bomb())
+    else:
+        torch.save(dict(h.state(), extra_state={"x": h.Payload(marker)}), bad)
+    out = run_cli("fairseq-layerdrop-generate", [mt_data, "--path", bad, *GREEDY, "--draft-depth", "1"], timeout=120)
+    assert out.returncode == 2, out.stderr[-1000:]
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("fairseq-layerdrop-generate: error: ")
+    # the prune tool's checks said it (fairseq's loader would fail later, with another message)
+    assert ("memo index out of order" if content == "memo bomb" else "posix.system, which is not on the allow-list") in out.stderr
+    assert "--trust-checkpoint" not in out.stderr and not marker.exists()

@@ -3,13 +3,15 @@ does, pick the draft, decode every sentence of the subset in fairseq-generate's 
 print its lines, the score line and the statistics."""
 import ast
 import logging
+import re
 import random
 import sys
 
+from fairseq_layerdrop import checkpoint_io
 from fairseq_layerdrop import speculative as sp
 from fairseq_layerdrop import speculative_decode as sd
 from fairseq_layerdrop import speculative_generate as sg
-from fairseq_layerdrop.errors import PruneError, show
+from fairseq_layerdrop.errors import CheckpointError, PruneError, show
 
 
 def load(cfg):
@@ -17,6 +19,12 @@ def load(cfg):
     import torch
     from fairseq import checkpoint_utils, tasks
 
+    # the prune tool's loader first: its checks (archive, pickle opcodes, content) refuse a hostile
+    # or malformed file in one line before fairseq's own loader reads it
+    try:
+        checkpoint_io.load_checkpoint(cfg.common_eval.path)
+    except CheckpointError as err:  # no --trust-checkpoint here: fairseq's own loader is safe-only as well
+        raise CheckpointError(re.sub(rf"(;|, or) {checkpoint_io.TRUST_HINT}", "", str(err))) from None
     try:
         task = tasks.setup_task(cfg.task)
     except (OSError, MemoryError):
