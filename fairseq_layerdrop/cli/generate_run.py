@@ -3,8 +3,8 @@ does, pick the draft, decode every sentence of the subset in fairseq-generate's 
 print its lines, the score line and the statistics."""
 import ast
 import logging
-import re
 import random
+import re
 import sys
 
 from fairseq_layerdrop import checkpoint_io
