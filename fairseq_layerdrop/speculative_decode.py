@@ -112,18 +112,25 @@ def _draft(decoder: nn.Module, keep: Sequence[int], tokens: Tensor, cached: int,
     return drafts, cached
 
 
+def prompt_scores(logits: Tensor, prompt: Tensor) -> Tensor:
+    """Log-probabilities of ``prompt[1:]`` from the logits (1 x P x V) of a forward over the prompt."""
+    return torch.log_softmax(logits[0, :-1], dim=-1).gather(-1, prompt[1:].view(-1, 1)).view(-1)
+
+
 def _append(tokens: Tensor, new: Sequence[int]) -> Tensor:
     return torch.cat([tokens, torch.tensor([list(new)], dtype=tokens.dtype, device=tokens.device)], dim=1)
 
 
 @torch.no_grad()
 def speculative_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, keep: Sequence[int], k: int,
-                       encoder_out=None, rules: Optional[Rules] = None, confidence: Optional[float] = None):
+                       encoder_out=None, rules: Optional[Rules] = None, confidence: Optional[float] = None,
+                       score_prompt: bool = False):
     """At most ``new_tokens`` greedy tokens after ``prompt`` (1-D), drafted ``k`` at a time by the
     decoder layers ``keep`` and verified by all of them; ``(tokens, log-probabilities, DecodeStats)``.
 
     A translation decoder reads ``encoder_out``; decoding stops after ``rules.eos``. ``confidence``
     (0 < c < 1, optional) stops a round's drafting at a draft token below that probability.
+    ``score_prompt``: the log-probabilities start with those of ``prompt[1:]`` (fairseq's prefix).
     """
     if k < 1:
         raise ValueError(f"k (draft tokens per step) must be at least 1, got {k}")
@@ -132,8 +139,10 @@ def speculative_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, keep
     tokens = prompt.view(1, -1)
     start = tokens.size(1)
     # the full model reads the prompt once; its cache then holds every prompt position
-    nxt, score = rules.choose(extend_cached(decoder, tokens, start, full_state, encoder_out)[0, -1:], 0)
-    scores = [score]
+    logits = extend_cached(decoder, tokens, start, full_state, encoder_out)
+    nxt, score = rules.choose(logits[0, -1:], 0)
+    scores = [prompt_scores(logits, prompt.view(-1))] if score_prompt else []
+    scores.append(score)
     stats.verify_steps += 1
     tokens, draft_cached = _append(tokens, [int(nxt)]), 0
     while not _done(tokens, start, new_tokens, rules.eos):
@@ -158,7 +167,7 @@ def speculative_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, keep
         stats.accepted_per_step.append(accepted)
     out = _cut(tokens[0, start:], new_tokens, rules.eos)
     stats.tokens = out.numel()
-    return out, torch.cat(scores)[:out.numel()], stats
+    return out, torch.cat(scores)[:out.numel() + (start - 1 if score_prompt else 0)], stats
 
 
 def _done(tokens: Tensor, start: int, new_tokens: int, eos: Optional[int]) -> bool:
@@ -175,16 +184,19 @@ def _cut(new: Tensor, new_tokens: int, eos: Optional[int]) -> Tensor:
 
 @torch.no_grad()
 def plain_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, encoder_out=None,
-                 rules: Optional[Rules] = None) -> Tuple[Tensor, Tensor]:
+                 rules: Optional[Rules] = None, score_prompt: bool = False) -> Tuple[Tensor, Tensor]:
     """The same loop without drafting: the prompt read in one forward, then one full step per
     token (what a speed-up of :func:`speculative_greedy` is measured against); ``(tokens,
-    log-probabilities)``."""
+    log-probabilities)``, as :func:`speculative_greedy`'s."""
     rules = rules or Rules()
     state, tokens, scores = {}, prompt.view(1, -1), []
     start, new = tokens.size(1), tokens.size(1)
     while not _done(tokens, start, new_tokens, rules.eos):
-        nxt, score = rules.choose(extend_cached(decoder, tokens, new, state, encoder_out)[0, -1:], tokens.size(1) - start)
+        logits = extend_cached(decoder, tokens, new, state, encoder_out)
+        if score_prompt and new > 1:
+            scores.append(prompt_scores(logits, prompt.view(-1)))
+        nxt, score = rules.choose(logits[0, -1:], tokens.size(1) - start)
         tokens, new = torch.cat([tokens, nxt.view(1, 1)], dim=1), 1
         scores.append(score)
     out = _cut(tokens[0, start:], new_tokens, rules.eos)
-    return out, torch.cat(scores)[:out.numel()]
+    return out, torch.cat(scores)[:out.numel() + (start - 1 if score_prompt else 0)]

@@ -22,12 +22,27 @@ from fairseq_layerdrop import speculative_decode as sd
 NEAR_TIE = 1e-3  # top-two log-probability gap (nats) under which a float32 difference is a near-tie
 
 
-def rules_for(gen_cfg, dictionary, source_length: int, max_positions: int) -> sd.Rules:
+def max_len_of(gen_cfg, source_length: int, max_positions: int) -> int:
+    """``SequenceGenerator``'s length limit for a source (or LM input) of ``source_length`` tokens."""
+    return min(int(gen_cfg.max_len_a * source_length + gen_cfg.max_len_b), max_positions - 1)
+
+
+def rules_for(gen_cfg, dictionary, max_len: int, prefix: int = 0) -> sd.Rules:
     """The :class:`~fairseq_layerdrop.speculative_decode.Rules` of ``SequenceGenerator`` at beam 1
-    for a source of ``source_length`` tokens (end-of-sentence included)."""
-    max_len = min(int(gen_cfg.max_len_a * source_length + gen_cfg.max_len_b), max_positions - 1)
-    return sd.Rules(eos=dictionary.eos(), min_new=gen_cfg.min_len, force_eos_at=max_len,
+    for the tokens after a forced prefix of ``prefix`` tokens (its steps count towards both limits)."""
+    return sd.Rules(eos=dictionary.eos(), min_new=max(gen_cfg.min_len - prefix, 0), force_eos_at=max_len - prefix,
                     banned=(dictionary.pad(),))
+
+
+def prefix_of(sample: dict, gen_cfg, dictionary, bos: int, language_model: bool) -> Tensor:
+    """The tokens fairseq forces before decoding: ``--prefix-size`` target tokens, or for a language
+    model the whole input (its leading ``bos`` dropped), as ``LanguageModelingTask.inference_step``."""
+    if gen_cfg.prefix_size > 0:
+        return sample["target"][0, :gen_cfg.prefix_size]
+    if not language_model:
+        return sample["target"].new_zeros(0) if sample.get("target") is not None else torch.zeros(0, dtype=torch.long)
+    src = sample["net_input"]["src_tokens"][0]
+    return src[1:] if src.numel() and int(src[0]) == bos else src
 
 
 @dataclass
@@ -54,30 +69,41 @@ def encode(model, sample: dict):
 
 @torch.no_grad()
 def decode(model, sample: dict, gen_cfg, keep: Optional[Sequence[int]], k: int,
-           confidence: Optional[float] = None) -> Decoded:
-    """Greedy translation of the one sentence in ``sample``: drafted by the decoder layers ``keep``
-    (``None``: the same loop without drafting) and verified at full depth."""
+           confidence: Optional[float] = None, bos: Optional[int] = None) -> Decoded:
+    """Greedy decoding of the one sentence in ``sample`` (a translation, or a language model's
+    continuation of its input): drafted by the decoder layers ``keep`` (``None``: the same loop
+    without drafting) and verified at full depth. ``bos``: the first decoder token (default eos)."""
     started = time.perf_counter()
-    dictionary = model.decoder.dictionary
-    rules = rules_for(gen_cfg, dictionary, sample["net_input"]["src_tokens"].size(1),
-                      model.decoder.max_positions())
-    encoder_out = encode(model, sample)
-    prompt = sample["net_input"]["src_tokens"].new_tensor([dictionary.eos()])
-    budget = rules.force_eos_at + 1
+    dictionary, language_model = model.decoder.dictionary, getattr(model, "encoder", None) is None
+    bos = dictionary.eos() if bos is None else bos
+    max_len = max_len_of(gen_cfg, sample["net_input"]["src_tokens"].size(1), model.decoder.max_positions())
+    prefix = prefix_of(sample, gen_cfg, dictionary, bos, language_model)[:max_len]
+    if bool((prefix == dictionary.eos()).any()):  # fairseq ends the hypothesis at an eos in the prefix
+        prefix = prefix[:int((prefix == dictionary.eos()).nonzero()[0]) + 1]
+    rules = rules_for(gen_cfg, dictionary, max_len, prefix.numel())
+    encoder_out = None if language_model else encode(model, sample)
+    prompt = torch.cat([prefix.new_tensor([bos]), prefix])
+    budget = 0 if prefix.numel() and int(prefix[-1]) == dictionary.eos() else rules.force_eos_at + 1
     stats = None
-    if keep is None:
-        tokens, lprobs = sd.plain_greedy(model.decoder, prompt, budget, encoder_out, rules)
+    if budget == 0:  # nothing to decode: the prefix's own log-probabilities
+        tokens = prompt.new_zeros(0)
+        lprobs = sd.prompt_scores(model.decoder(prompt.view(1, -1), encoder_out=encoder_out)[0], prompt)
+    elif keep is None:
+        tokens, lprobs = sd.plain_greedy(model.decoder, prompt, budget, encoder_out, rules, score_prompt=True)
     else:
         tokens, lprobs, stats = sd.speculative_greedy(model.decoder, prompt, budget, keep, k, encoder_out,
-                                                      rules, confidence)
+                                                      rules, confidence, score_prompt=True)
+    tokens = torch.cat([prefix, tokens])
     return Decoded(tokens, lprobs, hypothesis(tokens, lprobs, gen_cfg), time.perf_counter() - started, stats)
 
 
 @torch.no_grad()
-def stock(task, generator, model, sample: dict) -> Decoded:
-    """fairseq's own ``SequenceGenerator`` on the same sample (``--compare``)."""
+def stock(task, generator, model, sample: dict, gen_cfg) -> Decoded:
+    """fairseq's own ``SequenceGenerator`` on the same sample (``--compare``), called as
+    fairseq-generate calls it."""
     started = time.perf_counter()
-    best = task.inference_step(generator, [model], sample)[0][0]
+    prefix = sample["target"][:, :gen_cfg.prefix_size] if gen_cfg.prefix_size > 0 else None
+    best = task.inference_step(generator, [model], sample, prefix_tokens=prefix)[0][0]
     seconds = time.perf_counter() - started
     return Decoded(best["tokens"], best["positional_scores"], best["score"], seconds)
 
@@ -87,7 +113,8 @@ def top_two_gap(model, sample: dict, prefix: Tensor) -> float:
     """The gap (nats) between the full model's two best log-probabilities after ``prefix`` (the
     target tokens both decodings agree on, end-of-sentence first): small means a near-tie."""
     decoder_input = torch.cat([prefix.new_tensor([model.decoder.dictionary.eos()]), prefix]).view(1, -1)
-    logits = model.decoder(decoder_input, encoder_out=encode(model, sample))[0][0, -1]
+    encoder_out = encode(model, sample) if getattr(model, "encoder", None) is not None else None
+    logits = model.decoder(decoder_input, encoder_out=encoder_out)[0][0, -1]
     top = torch.log_softmax(logits.double(), dim=-1).topk(2).values
     return float(top[0] - top[1])
 

@@ -36,7 +36,8 @@ def mt64(request, mt_data):
 @pytest.mark.parametrize("min_len, max_len_b, lenpen", [(1, 200, 1.0), (3, 6, 0.5), (1, 9, 2.0)])
 def test_decoding_is_fairseqs_greedy_search(mt64, min_len, max_len_b, lenpen):
     model, task = mt64
-    cfg = types.SimpleNamespace(max_len_a=0, max_len_b=max_len_b, min_len=min_len, lenpen=lenpen, unnormalized=False)
+    cfg = types.SimpleNamespace(max_len_a=0, max_len_b=max_len_b, min_len=min_len, lenpen=lenpen, unnormalized=False,
+                                prefix_size=0)
     stock = SequenceGenerator([model], task.target_dictionary, beam_size=1, max_len_b=max_len_b, min_len=min_len,
                               len_penalty=lenpen)
     data, lengths = task.datasets["test"], set()
@@ -51,6 +52,33 @@ def test_decoding_is_fairseqs_greedy_search(mt64, min_len, max_len_b, lenpen):
             assert abs(float(ours.score) - float(reference["score"])) < 1e-5
         lengths.add(len(reference["tokens"]))
     assert max(lengths) <= max_len_b + 1 and min(lengths) >= min_len + 1
+
+
+@pytest.fixture(scope="module")
+def lm64(lm_data):
+    model, task = build([str(lm_data), "--task", "language_modeling", "--arch", "transformer_lm_layerdrop_tiny",
+                         "--tokens-per-sample", "64", "--sample-break-mode", "eos", *SIZES])
+    task.load_dataset("test")
+    return model, task
+
+
+@pytest.mark.parametrize("prefix_size, min_len, max_len_b", [(0, 1, 20), (2, 1, 20), (2, 5, 6), (0, 1, 4)])
+def test_a_language_model_continues_as_fairseq_does(lm64, prefix_size, min_len, max_len_b):
+    """fairseq-generate's LM continuation: the input (or --prefix-size target tokens) forced, then
+    greedy; a prefix beyond the length limit is cut there."""
+    model, task = lm64
+    cfg = types.SimpleNamespace(max_len_a=0, max_len_b=max_len_b, min_len=min_len, lenpen=1.0, unnormalized=False,
+                                prefix_size=prefix_size)
+    stock = SequenceGenerator([model], task.target_dictionary, beam_size=1, max_len_b=max_len_b, min_len=min_len)
+    data = task.datasets["test"]
+    for i in range(6):
+        sample = data.collater([data[i]])
+        reference = sg.stock(task, stock, model, sample, cfg)
+        for keep in ([0], [1, 3], None):
+            ours = sg.decode(model, sample, cfg, keep, 2)
+            assert ours.tokens.tolist() == reference.tokens.tolist()
+            assert torch.allclose(ours.positional_scores, reference.positional_scores.double(), atol=1e-5)
+            assert abs(float(ours.score) - float(reference.score)) < 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +119,6 @@ REFUSED = [
     (["--beam", "1", "--sampling"], "--sampling"),
     (["--beam", "1", "--batch-size", "4"], "--batch-size 1"),
     (["--beam", "1", "--nbest", "2"], "--nbest 1"),
-    (["--beam", "1", "--prefix-size", "1"], "--prefix-size"),
     (["--beam", "1", "--no-repeat-ngram-size", "2"], "--no-repeat-ngram-size"),
     (["--beam", "1", "--results-path", "out"], "--results-path"),
     (["--beam", "1", "--path", "a.pt:b.pt"], "ensembles"),
@@ -126,11 +153,20 @@ def test_a_draft_the_model_does_not_have_is_refused(trained, mt_data, draft, say
     assert out.stderr.strip().splitlines()[-1].startswith("fairseq-layerdrop-generate: error: ")
 
 
-def test_a_language_model_or_a_missing_file_is_refused(lm_data, tmp_path):
+def test_a_language_model_continues_its_prefix_as_stock_fairseq_generate(lm_data, tmp_path):
     lm = train(lm_data, tmp_path / "lm", "lm", "transformer_lm_layerdrop_tiny", user_dir=PLUGIN)
-    out = run_cli("fairseq-layerdrop-generate", [lm_data, "--path", lm, "--task", "language_modeling", *GREEDY,
-                                                 "--draft-depth", "1"])
-    assert out.returncode == 2 and "language models are not supported yet" in out.stderr
+    common = [lm_data, "--path", lm, "--task", "language_modeling", "--sample-break-mode", "eos", "--prefix-size",
+              "2", *GREEDY]
+    stock = run_stock("fairseq-generate", [*common, "--user-dir", PLUGIN])
+    out = run_cli("fairseq-layerdrop-generate", [*common, "--draft-depth", "1", "--compare"])
+    assert stock.returncode == 0 and out.returncode == 0, (stock.stderr + out.stderr)[-2000:]
+    ours = [line.split("\t")[2] for line in hypotheses(out.stdout) if line.startswith("H-")]
+    theirs = [line.split("\t")[2] for line in hypotheses(stock.stdout) if line.startswith("H-")]
+    assert ours == theirs and len(ours) > 10
+    assert re.search(rf"identical to it: {len(ours)}/{len(ours)} sentences", out.stdout)
+
+
+def test_a_missing_file_is_refused(lm_data, tmp_path):
     out = run_cli("fairseq-layerdrop-generate", [lm_data, "--path", tmp_path / "none.pt", *GREEDY, "--draft-depth", "1"])
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("fairseq-layerdrop-generate: error: ")
 

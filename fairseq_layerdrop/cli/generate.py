@@ -8,9 +8,10 @@ token. The output is the full model's greedy output, the H-/D-/P- lines of fairs
     fairseq-layerdrop-generate DATA_BIN --path CKPT --beam 1 --batch-size 1 \\
         --draft-depth 3 --draft-strategy first --draft-tokens 3 [--compare]
 
-Translation models (an encoder and a decoder), greedy, one sentence at a time. Every option of
-fairseq-generate that would decode another way (beam > 1, sampling, ensembles, constraints, prefix
-tokens, n-gram blocking, LM fusion, ...) is refused with exit status 2 and one line.
+Translation and language models (a language model continues each input, or its first
+--prefix-size target tokens, as fairseq-generate does), greedy, one sentence at a time. Every option
+of fairseq-generate that would decode another way (beam > 1, sampling, ensembles, constraints,
+n-gram blocking, LM fusion, ...) is refused with exit status 2 and one line.
 """
 import sys
 
@@ -73,7 +74,6 @@ _MUST_BE = (
     ("constraints", None, "--constraints are not supported"),
     ("diverse_beam_groups", -1, "--diverse-beam-groups is not supported"),
     ("diversity_rate", -1.0, "--diversity-rate is not supported"),
-    ("prefix_size", 0, "--prefix-size is not supported"),
     ("match_source_len", False, "--match-source-len is not supported"),
     ("no_repeat_ngram_size", 0, "--no-repeat-ngram-size is not supported"),
     ("lm_path", None, "--lm-path (language model fusion) is not supported"),

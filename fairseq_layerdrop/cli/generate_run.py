@@ -40,9 +40,9 @@ def load(cfg):
     except Exception as err:  # fairseq raises many kinds for a file it cannot use
         raise PruneError(f"cannot load {show(cfg.common_eval.path)}: {show(type(err).__name__)}: {show(err)}") from None
     model = models[0]
-    if getattr(model, "encoder", None) is None or not hasattr(getattr(model, "decoder", None), "layers"):
-        raise PruneError(f"{show(cfg.common_eval.path)} is not a translation model (an encoder and a decoder "
-                         f"with layers); language models are not supported yet")
+    if not hasattr(getattr(model, "decoder", None), "layers"):
+        raise PruneError(f"{show(cfg.common_eval.path)} has no transformer decoder (translation and language "
+                         f"models only)")
     try:
         task.load_dataset(cfg.dataset.gen_subset, task_cfg=saved_cfg.task)
     except Exception as err:
@@ -138,6 +138,8 @@ def run(args) -> None:
     utils.import_user_module(cfg.common)
     task, model = load(cfg)
     keep = draft_of(args, model.decoder)
+    dictionary = model.decoder.dictionary  # a language model may start from bos (--add-bos-token)
+    bos = dictionary.bos() if getattr(getattr(task, "args", None), "add_bos_token", False) else dictionary.eos()
     printer, total, seconds, sentences = Printer(cfg, task), sd.DecodeStats(), 0.0, 0
     compare = generator = None
     if args.compare:
@@ -149,11 +151,11 @@ def run(args) -> None:
         methods = ["ours"] if compare is None else random.Random(int(sample["id"][0])).sample(["ours", "plain", "stock"], 3)
         for method in methods:  # --compare: an order of its own for each sentence
             if method == "ours":
-                ours = sg.decode(model, sample, cfg.generation, keep, args.draft_tokens, args.draft_confidence)
+                ours = sg.decode(model, sample, cfg.generation, keep, args.draft_tokens, args.draft_confidence, bos)
             elif method == "plain":
-                plain = sg.decode(model, sample, cfg.generation, None, args.draft_tokens)
+                plain = sg.decode(model, sample, cfg.generation, None, args.draft_tokens, bos=bos)
             elif method == "stock":
-                reference = sg.stock(task, generator, model, sample)
+                reference = sg.stock(task, generator, model, sample, cfg.generation)
         printer.sentence(sample, ours)
         total.add(ours.stats)
         seconds, sentences = seconds + ours.seconds, sentences + 1
