@@ -109,10 +109,10 @@ def stock(task, generator, model, sample: dict, gen_cfg) -> Decoded:
 
 
 @torch.no_grad()
-def top_two_gap(model, sample: dict, prefix: Tensor) -> float:
-    """The gap (nats) between the full model's two best log-probabilities after ``prefix`` (the
-    target tokens both decodings agree on, end-of-sentence first): small means a near-tie."""
-    decoder_input = torch.cat([prefix.new_tensor([model.decoder.dictionary.eos()]), prefix]).view(1, -1)
+def top_two_gap(model, sample: dict, prefix: Tensor, bos: int) -> float:
+    """The gap (nats) between the full model's two best log-probabilities after ``bos`` and
+    ``prefix`` (the tokens both decodings agree on): small means a near-tie."""
+    decoder_input = torch.cat([prefix.new_tensor([bos]), prefix]).view(1, -1)
     encoder_out = encode(model, sample) if getattr(model, "encoder", None) is not None else None
     logits = model.decoder(decoder_input, encoder_out=encoder_out)[0][0, -1]
     top = torch.log_softmax(logits.double(), dim=-1).topk(2).values
@@ -127,7 +127,7 @@ class Comparison:
     differ_from_fairseq: List[tuple] = field(default_factory=list)  # (sentence id, token index, gap)
     differ_from_plain: int = 0
 
-    def add(self, model, sample: dict, ours: Decoded, plain: Decoded, reference: Decoded) -> Optional[str]:
+    def add(self, model, sample: dict, ours: Decoded, plain: Decoded, reference: Decoded, bos: int) -> Optional[str]:
         """Records one sentence; returns a log line when ours differs from fairseq's."""
         self.sentences += 1
         for name, result in (("speculative", ours), ("plain", plain), ("fairseq", reference)):
@@ -137,7 +137,7 @@ class Comparison:
         if a == b:
             return None
         index = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        gap = top_two_gap(model, sample, reference.tokens[:index])
+        gap = top_two_gap(model, sample, reference.tokens[:index], bos)
         sentence = int(sample["id"][0])
         self.differ_from_fairseq.append((sentence, index, gap))
         kind = "a near-tie" if gap < NEAR_TIE else "NOT a near-tie"

@@ -186,3 +186,33 @@ def test_a_hostile_checkpoint_is_refused_before_fairseq_reads_it(content, mt_dat
     # the prune tool's checks said it (fairseq's loader would fail later, with another message)
     assert ("memo index out of order" if content == "memo bomb" else "posix.system, which is not on the allow-list") in out.stderr
     assert "--trust-checkpoint" not in out.stderr and not marker.exists()
+
+
+def test_an_end_of_sentence_inside_a_language_models_input_ends_the_hypothesis(lm64):
+    model, task = lm64
+    eos, cfg = task.target_dictionary.eos(), types.SimpleNamespace(max_len_a=0, max_len_b=20, min_len=1, lenpen=1.0,
+                                                                   unnormalized=False, prefix_size=0)
+    sample = task.datasets["test"].collater([task.datasets["test"][0]])
+    src = sample["net_input"]["src_tokens"]
+    src[0, min(3, src.size(1) - 1)] = eos  # the input: bos, two tokens, end-of-sentence, ...
+    stock = SequenceGenerator([model], task.target_dictionary, beam_size=1, max_len_b=20)
+    reference, ours = sg.stock(task, stock, model, sample, cfg), sg.decode(model, sample, cfg, [0], 2)
+    assert ours.tokens.tolist() == reference.tokens.tolist() and ours.tokens[-1] == eos
+    assert ours.stats is None and torch.allclose(ours.positional_scores, reference.positional_scores.double(), atol=1e-5)
+
+
+def test_compare_logs_a_difference_with_its_top_two_gap(mt64):
+    model, task = mt64
+    eos = task.target_dictionary.eos()
+    sample = task.datasets["test"].collater([task.datasets["test"][0]])
+    cfg = types.SimpleNamespace(max_len_a=0, max_len_b=6, min_len=1, lenpen=1.0, unnormalized=False, prefix_size=0)
+    right = sg.decode(model, sample, cfg, [0], 2)
+    tokens = right.tokens.clone()
+    tokens[1] = 4 if int(tokens[1]) != 4 else 5
+    wrong = sg.Decoded(tokens, right.positional_scores, right.score, 0.5)
+    comparison = sg.Comparison()
+    assert comparison.add(model, sample, right, right, right, eos) is None
+    line = comparison.add(model, sample, wrong, right, right, eos)
+    gap = sg.top_two_gap(model, sample, right.tokens[:1], eos)
+    assert "at token 1" in line and f"{gap:.2e} apart" in line and comparison.differ_from_fairseq[0][1:] == (1, gap)
+    assert "identical to it: 1/2 sentences" in comparison.summary() and comparison.differ_from_plain == 1

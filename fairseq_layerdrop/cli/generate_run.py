@@ -157,10 +157,11 @@ def run(args) -> None:
             elif method == "stock":
                 reference = sg.stock(task, generator, model, sample, cfg.generation)
         printer.sentence(sample, ours)
-        total.add(ours.stats)
+        if ours.stats is not None:  # None: nothing was decoded (an end-of-sentence inside the forced prefix)
+            total.add(ours.stats)
         seconds, sentences = seconds + ours.seconds, sentences + 1
         if compare is not None:
-            line = compare.add(model, sample, ours, plain, reference)
+            line = compare.add(model, sample, ours, plain, reference, bos)
             if line:
                 print(f"{line}", file=sys.stderr)
     if printer.has_target:
