@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from fairseq_layerdrop import speculative_decode as sd
+from fairseq_layerdrop.errors import PruneError
 
 NEAR_TIE = 1e-3  # top-two log-probability gap (nats) under which a float32 difference is a near-tie
 
@@ -81,6 +82,9 @@ def decode(model, sample: dict, gen_cfg, keep: Optional[Sequence[int]], k: int,
     if bool((prefix == dictionary.eos()).any()):  # fairseq ends the hypothesis at an eos in the prefix
         prefix = prefix[:int((prefix == dictionary.eos()).nonzero()[0]) + 1]
     rules = rules_for(gen_cfg, dictionary, max_len, prefix.numel())
+    if rules.min_new > rules.force_eos_at:  # fairseq stops on an assertion here
+        raise PruneError(f"--min-len {gen_cfg.min_len} is larger than sentence {int(sample['id'][0])}'s length "
+                         f"limit {max_len} (--max-len-a/b, the model's positions)")
     encoder_out = None if language_model else encode(model, sample)
     prompt = torch.cat([prefix.new_tensor([bos]), prefix])
     budget = 0 if prefix.numel() and int(prefix[-1]) == dictionary.eos() else rules.force_eos_at + 1

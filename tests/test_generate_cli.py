@@ -122,6 +122,9 @@ REFUSED = [
     (["--beam", "1", "--no-repeat-ngram-size", "2"], "--no-repeat-ngram-size"),
     (["--beam", "1", "--results-path", "out"], "--results-path"),
     (["--beam", "1", "--path", "a.pt:b.pt"], "ensembles"),
+    (["--beam", "1", "--sampling-topk", "5"], "--sampling-topk"),
+    (["--beam", "1", "--checkpoint-suffix", "_x"], "--checkpoint-suffix"),
+    (["--beam", "1", "--task", "masked_lm"], "task masked_lm is not supported"),
 ]
 
 

@@ -205,9 +205,27 @@ def test_a_confidence_stop_drafts_less_and_changes_nothing(lm, prompts, keep):
     assert tokens.tolist() == reference and never.drafted == 0 and never.verify_steps == 17
 
 
+def test_a_full_draft_under_a_confidence_stop_is_always_accepted(lm, prompts):
+    """A stop leaves one more position in the draft's cache than a full round: a wrong count shows
+    as a rejected draft of the full model."""
+    _, _, stats = sd.speculative_greedy(lm.decoder, prompts[2], 17, list(range(LAYERS)), 4, confidence=0.2)
+    free = sd.speculative_greedy(lm.decoder, prompts[2], 17, list(range(LAYERS)), 4)[2]
+    assert stats.acceptance == 1.0 and 0 < stats.drafted < free.drafted
+
+
 def test_the_scores_are_the_full_models_log_probabilities(lm, prompts):
     tokens, lprobs, _ = sd.speculative_greedy(lm.decoder, prompts[1], 12, [0], 3)
     seq = torch.cat([prompts[1], tokens]).view(1, -1)
     full = torch.log_softmax(lm.decoder(seq)[0][0], -1)[prompts[1].numel() - 1:-1]
     assert torch.allclose(lprobs, full.gather(-1, tokens.view(-1, 1)).squeeze(-1))
     assert torch.allclose(sd.plain_greedy(lm.decoder, prompts[1], 12)[1], lprobs)
+
+
+def test_a_full_draft_stopping_at_a_drafted_end_token_is_always_accepted(lm, prompts):
+    """The draft stops a round at an end token it drafted: its cache must still hold the right positions."""
+    cases = [(p, cont, i) for p in prompts for cont in [sp.greedy_continuation(lm.decoder, p, 17).tolist()]
+             for i in range(2, 17) if cont[i] not in cont[:i]]
+    assert cases  # a token that first appears late: call it the end token
+    prompt, cont, i = cases[0]
+    tokens, _, stats = sd.speculative_greedy(lm.decoder, prompt, 17, list(range(LAYERS)), 3, rules=sd.Rules(eos=cont[i]))
+    assert tokens.tolist() == cont[:i + 1] and stats.drafted > 0 and stats.acceptance == 1.0

@@ -71,6 +71,8 @@ _MUST_BE = (
     ("beam", 1, "only greedy decoding: pass --beam 1"),
     ("nbest", 1, "one hypothesis per sentence: --nbest 1"),
     ("sampling", False, "--sampling is not supported (greedy only)"),
+    ("sampling_topk", -1, "--sampling-topk is not supported (greedy only)"),
+    ("sampling_topp", -1.0, "--sampling-topp is not supported (greedy only)"),
     ("constraints", None, "--constraints are not supported"),
     ("diverse_beam_groups", -1, "--diverse-beam-groups is not supported"),
     ("diversity_rate", -1.0, "--diversity-rate is not supported"),
@@ -88,6 +90,8 @@ _MUST_BE = (
     ("fp16", False, "--fp16 is not supported (float32)"),
     ("bf16", False, "--bf16 is not supported (float32)"),
     ("results_path", None, "--results-path is not supported: redirect standard output"),
+    ("checkpoint_suffix", "", "--checkpoint-suffix is not supported: give --path the file itself"),
+    ("checkpoint_shard_count", 1, "sharded checkpoints are not supported"),
 )
 
 

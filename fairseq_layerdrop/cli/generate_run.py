@@ -13,16 +13,21 @@ from fairseq_layerdrop import speculative_decode as sd
 from fairseq_layerdrop import speculative_generate as sg
 from fairseq_layerdrop.errors import CheckpointError, PruneError, show
 
+TASKS = ("translation", "language_modeling")  # tasks whose generator is a plain SequenceGenerator
+
 
 def load(cfg):
     """(task, model in eval mode) as fairseq-generate loads them; one line for what fairseq cannot read."""
     import torch
     from fairseq import checkpoint_utils, tasks
 
-    # the prune tool's loader first: its checks (archive, pickle opcodes, content) refuse a hostile
-    # or malformed file in one line before fairseq's own loader reads it
+    if cfg.task._name not in TASKS:
+        raise PruneError(f"task {show(cfg.task._name)} is not supported (only {', '.join(TASKS)})")
+    # the prune tool's loader first, on the very file fairseq will read (a "-shard0" file beside the
+    # checkpoint replaces it): its checks refuse a hostile or malformed file in one line
+    path = checkpoint_utils.get_maybe_sharded_checkpoint_filename(cfg.common_eval.path, "", 0, 1)
     try:
-        checkpoint_io.load_checkpoint(cfg.common_eval.path)
+        checkpoint_io.load_checkpoint(path)
     except CheckpointError as err:  # no --trust-checkpoint here: fairseq's own loader is safe-only as well
         raise CheckpointError(re.sub(rf"(;|, or) {checkpoint_io.TRUST_HINT}", "", str(err))) from None
     try:
@@ -33,8 +38,7 @@ def load(cfg):
         raise PruneError(f"cannot set up task {show(cfg.task._name)} on {show(cfg.task.data)}: {show(err)}") from None
     try:
         models, saved_cfg = checkpoint_utils.load_model_ensemble(
-            [cfg.common_eval.path], arg_overrides=ast.literal_eval(cfg.common_eval.model_overrides), task=task,
-            suffix=cfg.checkpoint.checkpoint_suffix)
+            [cfg.common_eval.path], arg_overrides=ast.literal_eval(cfg.common_eval.model_overrides), task=task)
     except (OSError, MemoryError):
         raise
     except Exception as err:  # fairseq raises many kinds for a file it cannot use
@@ -43,6 +47,8 @@ def load(cfg):
     if not hasattr(getattr(model, "decoder", None), "layers"):
         raise PruneError(f"{show(cfg.common_eval.path)} has no transformer decoder (translation and language "
                          f"models only)")
+    if getattr(model.decoder, "adaptive_softmax", None) is not None:
+        raise PruneError(f"{show(cfg.common_eval.path)} has an adaptive softmax output, which is not supported")
     try:
         task.load_dataset(cfg.dataset.gen_subset, task_cfg=saved_cfg.task)
     except Exception as err:
@@ -121,12 +127,14 @@ class Printer:
         detok = self._decode(hypo_str)
         if not quiet:
             print("\n".join(sg.lines(sample_id, decoded, hypo_str, detok)))
-        if target is not None:
+        if target is not None:  # as fairseq-generate scores: strings, or token ids (re-encoded after post-processing)
             if hasattr(self.scorer, "add_string"):
                 self.scorer.add_string(target_str, detok)
-            else:
+            elif post is not None:
                 self.scorer.add(self.tgt_dict.encode_line(target_str, add_if_not_exist=True),
                                 self.tgt_dict.encode_line(detok, add_if_not_exist=True))
+            else:
+                self.scorer.add(utils.strip_pad(target[0], pad).int().cpu(), decoded.tokens.int().cpu())
 
 
 def run(args) -> None:
