@@ -40,9 +40,9 @@ def prefix_of(sample: dict, gen_cfg, dictionary, bos: int, language_model: bool)
     model the whole input (its leading ``bos`` dropped), as ``LanguageModelingTask.inference_step``."""
     if gen_cfg.prefix_size > 0:
         return sample["target"][0, :gen_cfg.prefix_size]
-    if not language_model:
-        return sample["target"].new_zeros(0) if sample.get("target") is not None else torch.zeros(0, dtype=torch.long)
     src = sample["net_input"]["src_tokens"][0]
+    if not language_model:
+        return src.new_zeros(0)
     return src[1:] if src.numel() and int(src[0]) == bos else src
 
 

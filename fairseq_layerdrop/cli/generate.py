@@ -19,7 +19,6 @@ from fairseq_layerdrop.cli import boundary
 from fairseq_layerdrop.errors import PruneError, one_line, show
 
 PROG = "fairseq-layerdrop-generate"
-DRAFT_STRATEGIES = ("every-other", "first", "learned")
 
 
 def _layer_list(text: str) -> list:
@@ -54,7 +53,9 @@ def build_parser():
     which = group.add_mutually_exclusive_group(required=True)
     which.add_argument("--draft-layers", type=_layer_list, help="the decoder layers the draft runs, e.g. 0,2,4")
     which.add_argument("--draft-depth", type=boundary.positive_int, help="the draft's number of decoder layers")
-    group.add_argument("--draft-strategy", choices=DRAFT_STRATEGIES, default="every-other",
+    from fairseq_layerdrop.speculative import STRATEGIES
+
+    group.add_argument("--draft-strategy", choices=STRATEGIES, default="every-other",
                        help="which --draft-depth layers: the prune tool's every other, the first N, or the "
                             "N with the lowest learned drop rates")
     group.add_argument("--draft-tokens", type=boundary.positive_int, default=3, help="tokens drafted per verify step")

@@ -156,20 +156,20 @@ def run(args) -> None:
         if "net_input" not in sample:
             continue
         sample = utils.move_to_cuda(sample) if next(model.parameters()).is_cuda else sample
-        methods = ["ours"] if compare is None else random.Random(int(sample["id"][0])).sample(["ours", "plain", "stock"], 3)
-        for method in methods:  # --compare: an order of its own for each sentence
-            if method == "ours":
-                ours = sg.decode(model, sample, cfg.generation, keep, args.draft_tokens, args.draft_confidence, bos)
-            elif method == "plain":
-                plain = sg.decode(model, sample, cfg.generation, None, args.draft_tokens, bos=bos)
-            elif method == "stock":
-                reference = sg.stock(task, generator, model, sample, cfg.generation)
+        decoders = {"ours": lambda: sg.decode(model, sample, cfg.generation, keep, args.draft_tokens,
+                                              args.draft_confidence, bos)}
+        if compare is not None:
+            decoders.update(plain=lambda: sg.decode(model, sample, cfg.generation, None, args.draft_tokens, bos=bos),
+                            stock=lambda: sg.stock(task, generator, model, sample, cfg.generation))
+        order = random.Random(int(sample["id"][0])).sample(sorted(decoders), len(decoders))
+        out = {name: decoders[name]() for name in order}  # --compare: an order of its own for each sentence
+        ours = out["ours"]
         printer.sentence(sample, ours)
         if ours.stats is not None:  # None: nothing was decoded (an end-of-sentence inside the forced prefix)
             total.add(ours.stats)
         seconds, sentences = seconds + ours.seconds, sentences + 1
         if compare is not None:
-            line = compare.add(model, sample, ours, plain, reference, bos)
+            line = compare.add(model, sample, ours, out["plain"], out["stock"], bos)
             if line:
                 print(f"{line}", file=sys.stderr)
     if printer.has_target:
