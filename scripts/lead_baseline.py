@@ -4,7 +4,9 @@ with the same ROUGE as the models (fairseq_layerdrop.evaluation.rouge_scores).
     python scripts/lead_baseline.py CORPUS_DIR [--split test] [-o lead.json]
 
 "lead-K" takes the first K words, K from 5 to 12 and K = the mean reference length rounded;
-"first sentence" cuts at the first '.', '!' or '?' followed by a space.
+"first sentence" cuts at the first '.', '!' or '?' followed by a space. "coverage" is how much
+a summary could copy: the share of its words (lower-cased runs of letters and digits) found
+anywhere in its document and in the document's first 12 words.
 """
 import gzip
 import re
@@ -26,6 +28,24 @@ def read(corpus: Path, name: str) -> list:
     raise FileNotFoundError(f"{corpus}/{name}[.gz]")
 
 
+def _words(text: str) -> list:
+    return re.findall(r"\w+", text.lower())
+
+
+def coverage(docs: list, refs: list, lead: int = 12) -> dict:
+    """Percent of summary words (all summaries pooled) found in the document / in its first ``lead`` words."""
+    total = in_doc = in_lead = 0
+    for doc, ref in zip(docs, refs):
+        words = _words(doc)
+        everywhere, first = set(words), set(words[:lead])
+        for word in _words(ref):
+            total += 1
+            in_doc += word in everywhere
+            in_lead += word in first
+    share = (lambda n: round(100.0 * n / total, 2)) if total else (lambda n: 0.0)
+    return {"summary_words": total, "in_document": share(in_doc), f"in_first_{lead}_words": share(in_lead)}
+
+
 def baselines(docs: list, refs: list) -> dict:
     mean_len = round(sum(len(r.split()) for r in refs) / len(refs))
     out = {}
@@ -33,7 +53,7 @@ def baselines(docs: list, refs: list) -> dict:
         out[f"lead-{k}"] = rouge_scores([" ".join(d.split()[:k]) for d in docs], refs)
     first = [re.split(r"(?<=[.!?])\s", d, maxsplit=1)[0] for d in docs]
     out["first sentence"] = rouge_scores(first, refs)
-    return {"mean_reference_words": mean_len, "lines": len(refs), "scores": out}
+    return {"mean_reference_words": mean_len, "lines": len(refs), "scores": out, "coverage": coverage(docs, refs)}
 
 
 def main(argv=None) -> int:
@@ -58,6 +78,9 @@ def main(argv=None) -> int:
             p.exit(2, f"{p.prog}: error: {type(err).__name__}: {err}\n")
     for name, s in result["scores"].items():
         print(f"{name}: ROUGE-1 {s['rouge1']:.2f}  ROUGE-2 {s['rouge2']:.2f}  ROUGE-L {s['rougeL']:.2f}")
+    cov = result["coverage"]
+    print(f"summary words found in the document: {cov['in_document']:.1f}%, "
+          f"in its first 12 words: {cov['in_first_12_words']:.1f}%")
     return 0
 
 

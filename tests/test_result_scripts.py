@@ -139,6 +139,16 @@ def test_results_table_refuses_malformed_rows_in_one_line(rows, message, tmp_pat
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
 
 
+def test_lead_baseline_coverage_counts_summary_words_found_in_the_document_and_its_lead():
+    lead = load_script("lead_baseline")
+    docs = ["Alpha beta gamma " + " ".join(f"w{i}" for i in range(20)) + " delta", "one two"]
+    refs = ["ALPHA, delta and zeta", "two"]  # alpha: first words; delta: past word 12; and, zeta: absent
+    cov = lead.coverage(docs, refs)
+    assert cov == {"summary_words": 5, "in_document": 60.0, "in_first_12_words": 40.0}
+    assert lead.coverage([], []) == {"summary_words": 0, "in_document": 0.0, "in_first_12_words": 0.0}
+    assert lead.baselines(docs, refs)["coverage"] == cov
+
+
 def test_lead_baseline_refuses_a_missing_output_directory_and_a_broken_gz(tmp_path):
     (tmp_path / "test.doc.gz").write_bytes(gzip.compress(b"a document\n")[:-8])  # cut: no gzip trailer
     (tmp_path / "test.sum").write_text("a summary\n")
