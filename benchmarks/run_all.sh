@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the three benchmarks one after the other and write benchmarks/results/{train,inference,prune}.json.
-#   bash benchmarks/run_all.sh            # full runs (~10 minutes each on 2 cores)
+#   bash benchmarks/run_all.sh            # full runs (~15 minutes in all on 2 cores: docs/benchmarks.md)
 #   bash benchmarks/run_all.sh --quick    # tiny sizes, about a minute in all
 # Each script waits (up to 5 minutes) for the 1-minute load average to fall below 0.5 before
 # measuring and records the load it saw; run it on an otherwise idle machine.

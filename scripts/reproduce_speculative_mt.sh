@@ -10,7 +10,7 @@
 # issue's. First in the queue, p = 0.5 with an early-exit loss after the decoder's first 1, 2 and 4
 # layers: on the 8-layer LM the exits raised first-E agreement from 0.44 / 0.66 to 0.71 / 0.79
 # (1 / 2 layers) and the best predicted speed-up from 1.07 to 1.20 (docs/speculative.md 5e).
-# NOT RUN YET.
+# Not finished yet: mt612_p05_ee is training (docs/results/README.md).
 # The costs of a trained model, on a quiet machine afterwards (docs/speculative.md 5c):
 #   .venv/bin/python benchmarks/bench_speculative.py $OUT/ckpt/NAME/checkpoint_best.pt $OUT/data-bin ...
 #   JOBS=2 bash scripts/reproduce_speculative_mt.sh

@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load INPUT with full pickle (runs code from the file!) when it needs classes "
                         "outside the safe allow-list; only for files from a trusted source")
     p.add_argument("--quiet", action="store_true",
-                   help="no progress output, fairseq's log lines included (the summary line stays); "
-                        "progress is only shown when stderr is a terminal")
+                   help="no progress output, fairseq's log lines included (results on stdout stay: the "
+                        "summary line, search-on-valid's loss after each removal); progress is only "
+                        "shown when stderr is a terminal")
     return p
 
 
