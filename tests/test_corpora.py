@@ -185,11 +185,16 @@ def test_drop_blocks_turns_literal_marker_into_colon():
 
 def test_lm_build_skips_translations(tmp_path):
     src = tmp_path / "raw/usr/share/doc/linux-doc-6.1/html/_sources"
-    for rel in ("driver.rst.txt", "translations/zh_CN/driver.rst.txt"):
+    translated = RST.replace("example driver shows", "Beispieltreiber zeigt").replace("Each list item", "Jeder Punkt")
+    assert translated != RST
+    for rel, text in (("driver.rst.txt", RST), ("translations/zh_CN/driver.rst.txt", translated)):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_text(RST, "utf-8")
+        (src / rel).write_text(text, "utf-8")
     counts = bc.build("lm", tmp_path / "raw", tmp_path / "out")
     assert sum(counts.values()) == 3
+    written = "".join(f.read_text("utf-8") for f in (tmp_path / "out").iterdir())
+    assert "example driver shows" in written
+    assert "Beispieltreiber" not in written and "Jeder Punkt" not in written
 
 
 TRANSLATION = """\
@@ -254,8 +259,3 @@ def test_build_cli_bad_input_exits_2_with_one_line(tmp_path, args):
     assert out.returncode == 2
     assert out.stderr.startswith("build_corpora.py: error:") and out.stderr.count("\n") == 1
     assert MESSAGES[args[0]] in out.stderr, out.stderr
-
-
-def test_build_cli_bad_mode_exits_2():
-    out = _run([sys.executable, str(SCRIPTS / "build_corpora.py"), "xx", "a", "b"])
-    assert out.returncode == 2 and "invalid choice" in out.stderr

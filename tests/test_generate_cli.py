@@ -221,13 +221,14 @@ def test_compare_logs_a_difference_with_its_top_two_gap(mt64):
     assert "identical to it: 1/2 sentences" in comparison.summary() and comparison.differ_from_plain == 1
 
 
-def test_min_len_holds_back_an_early_end(mt64):
+def test_min_len_holds_back_an_early_end(mt64, request):
     model, task = mt64
     sample = task.datasets["test"].collater([task.datasets["test"][0]])
     base = dict(max_len_a=0, max_len_b=9, lenpen=1.0, unnormalized=False, prefix_size=0)
     short = sg.decode(model, sample, types.SimpleNamespace(min_len=1, **base), [0], 2)
-    if short.tokens.numel() >= 5:
-        pytest.skip("this model does not end a sentence early")
+    if "random" in request.node.callspec.id and short.tokens.numel() >= 5:
+        pytest.skip("the random model does not end a sentence early")
+    assert short.tokens.numel() < 5  # the tied model must: else this test checks nothing
     held = sg.decode(model, sample, types.SimpleNamespace(min_len=4, **base), [0], 2)
     assert held.tokens.numel() >= 5 and held.tokens[-1] == task.target_dictionary.eos()
     assert int(task.target_dictionary.eos()) not in held.tokens[:4].tolist()

@@ -129,7 +129,15 @@ def test_dropped_layers_are_not_called_and_get_no_gradient():
 
 def test_positions_are_kept_in_training():
     layers = make_list(n=6, p=0.5).train()
-    assert len(list(iter(layers))) == 6  # skipped layers are placeholders at their position
+    modules = list(nn.ModuleList.__iter__(layers))
+    for _ in range(20):  # until a draw drops some but not all layers
+        keep = layers.draw()
+        if 0 < int(keep.sum()) < 6:
+            break
+    steps = layers.plan(keep)
+    assert len(steps) == 6  # skipped layers are placeholders at their position
+    kept = [step is module for step, module in zip(steps, modules)]
+    assert kept == [bool(row) for row in keep.view(6, -1)[:, 0].tolist()] and not all(kept) and any(kept)
 
 
 @pytest.mark.parametrize("schedule", ["uniform", "linear", "exponential"])

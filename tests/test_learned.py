@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from fairseq_layerdrop import pruning
 from fairseq_layerdrop.layerdrop import LayerDropList
 from fairseq_layerdrop.learned import keep_order, mask_log_prob, rates_from_logits, update_baseline
 from fairseq_layerdrop.pruning import learned_keep
@@ -86,10 +87,15 @@ def test_learned_rates_find_the_useless_layers():
 
 
 def test_learned_logits_are_saved_and_strippable():
-    layers = LayerDropList([nn.Identity() for _ in range(4)], LayerDropSettings("encoder", 0.2, learned=True))
-    keys = set(layers.state_dict())
-    assert {"layerdrop_logits", "layerdrop_baseline"} <= keys
-    assert all(k.startswith("layerdrop_") for k in keys)
+    layers = LayerDropList([nn.Linear(3, 3) for _ in range(4)], LayerDropSettings("encoder", 0.2, learned=True))
+    state = {f"encoder.layers.{k}": v for k, v in layers.state_dict().items()}
+    assert {"encoder.layers.layerdrop_logits", "encoder.layers.layerdrop_baseline"} <= set(state)
+    # the prune tool's stock output drops the plugin's tensors; the rest loads into a plain ModuleList
+    stock = pruning.prune_model_state(state, {"encoder": [0, 1, 2, 3]}, to_stock=True)
+    assert not any("layerdrop_" in k for k in stock) and len(stock) == len(state) - 2
+    plain = nn.ModuleList([nn.Linear(3, 3) for _ in range(4)])
+    plain.load_state_dict({k[len("encoder.layers."):]: v for k, v in stock.items()})  # strict: every key matches
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(plain, nn.ModuleList.__iter__(layers)))
 
 
 def test_training_forwards_make_no_host_device_sync(monkeypatch):

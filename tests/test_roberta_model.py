@@ -93,7 +93,7 @@ def test_same_seed_same_masks_and_outputs(lm_data, sample):
             seen.append((layers.last_layers_run, out))
         runs.append(seen)
     counts = [n for n, _ in runs[0]]
-    assert max(counts) < 8 and len(set(counts)) > 1  # layers were dropped, and the mask changed with the update
+    assert min(counts) < 3 and len(set(counts)) > 1  # layers (of 3) were dropped, and the mask changed with the update
     assert [n for n, _ in runs[1]] == counts
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(runs[0], runs[1]))
 

@@ -1,4 +1,5 @@
 """fairseq-layerdrop-sweep's option handling and optional plot (no model, no fairseq tool run)."""
+import subprocess
 import sys
 
 import pytest
@@ -44,8 +45,20 @@ def test_bad_numbers_are_one_line_usage_errors(bad, message, capsys):
     assert err.count("\n") == 1 and err.startswith("fairseq-layerdrop-sweep: error: ") and message in err
 
 
-def test_threads_zero_inherits():
-    assert sweep.parse_args([*BASE, "--threads", "0", "--beam", "3"]).threads == 0
+@pytest.mark.parametrize("threads,expected", [(0, "inherited"), (2, "2")])
+def test_threads_zero_inherits_the_environment_and_n_sets_it(threads, expected, monkeypatch):
+    assert sweep.parse_args([*BASE, "--threads", str(threads), "--beam", "3"]).threads == threads
+    monkeypatch.setenv("OMP_NUM_THREADS", "inherited")
+    monkeypatch.setenv("MKL_NUM_THREADS", "inherited")
+    seen = {}
+
+    def fake_run(command, env=None, **kwargs):
+        seen.update(env)
+        return subprocess.CompletedProcess(command, 0, stdout="", stderr="")
+
+    monkeypatch.setattr(evaluation.subprocess, "run", fake_run)
+    evaluation.run_tool("fairseq-generate", ["data"], threads=threads)
+    assert seen["OMP_NUM_THREADS"] == seen["MKL_NUM_THREADS"] == expected
 
 
 def test_without_matplotlib_the_plot_is_skipped_with_a_notice(monkeypatch, capsys, tmp_path):
