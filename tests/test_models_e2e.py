@@ -52,6 +52,7 @@ def test_load_time_pruning_still_works(mt_data, mt_model):
                                        "--max-tokens", "2000", *EVAL_COMMON])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Pruning model" in out.stderr + out.stdout
+    assert len([line for line in out.stdout.splitlines() if line.startswith("H-")]) == 20  # every sentence decoded
 
 
 def test_alignment_layer_indexes_original_positions(mt_model):

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from fairseq_layerdrop import plotting
 from fairseq_layerdrop.cli import plot
 
 
@@ -12,12 +13,18 @@ def sweep_json(path, label, offset):
     return str(path)
 
 
-def test_two_sweeps_on_one_figure(tmp_path, capsys):
+def test_two_sweeps_on_one_figure(tmp_path, capsys, monkeypatch):
     files = [sweep_json(tmp_path / "a.json", "p=0", 40.0), sweep_json(tmp_path / "b.json", "p=0.5", 0.0)]
-    out = tmp_path / "lm.png"
+    out, figures = tmp_path / "lm.png", []
+    drawn = plotting.sweep_figure
+    monkeypatch.setattr(plotting, "sweep_figure", lambda *a, **k: figures.append(drawn(*a, **k)) or figures[-1])
     assert plot.main([*files, "-o", str(out), "--quality-only", "--ymax", "60", "--title", "LM"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert capsys.readouterr().err == f"fairseq-layerdrop-plot: wrote {out}\n"
+    (ax,) = figures[0].axes  # --quality-only: no speed panel
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["p=0", "p=0.5"]
+    assert ax.get_ylim()[1] <= 66 and max(y for line in ax.get_lines() for y in line.get_ydata()) == 60  # capped
+    assert figures[0].texts[0].get_text() == "LM"
 
 
 @pytest.mark.parametrize("content,message", [

@@ -76,6 +76,8 @@ def test_decoder_without_cross_attention_branch_returns_no_attn(layers):
     x, mem = torch.randn(T, B, C), torch.randn(7, B, C)
     out, attn, _ = decoder_partial_forward(dec, (True, False, True), x, mem, None, need_attn=True)
     assert attn is None and out.shape == (T, B, C)
+    # fairseq's own layer without an encoder output runs exactly self-attention then the FFN
+    torch.testing.assert_close(out, dec(x, None, None)[0], rtol=0, atol=1e-6)
     dec.zero_grad(set_to_none=True)
     out.sum().backward()
     assert dec.encoder_attn.k_proj.weight.grad is None
