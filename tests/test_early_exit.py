@@ -135,6 +135,32 @@ def test_training_loss_adds_the_weighted_mean_exit_loss(lm_data, mt_data, family
     assert "exit_loss" in eval_log
 
 
+@pytest.mark.parametrize("kept,distinct", [((True, False, False, True), 1), ((True, True, False, True), 2),
+                                            ((False, True, True, True), 3)])
+def test_exits_that_read_one_state_compute_its_loss_once(lm_data, monkeypatch, kept, distinct):
+    """Exits with only skipped layers between them read the same tensor: one output layer, the same loss."""
+    from fairseq_layerdrop.criterions import early_exit as exit_module
+
+    cfg = parse(lm_data, LM, ["--decoder-layerdrop", "0.5", "--layerdrop-early-exit-layers", "1,2,3"])
+    model, task = setup(cfg, decoder_layerdrop=0.5)
+    sample = sample_for(task, False)
+    keep = torch.tensor(kept).view(LAYERS, 1)
+    model.decoder.layers.draw = lambda: keep.clone()
+    calls = []
+    counted = exit_module.exit_logits
+    monkeypatch.setattr(exit_module, "exit_logits", lambda *args: calls.append(1) or counted(*args))
+    plain = task.build_criterion(parse(lm_data, LM).criterion)
+    loss, _, _ = task.build_criterion(cfg.criterion)(model, sample)
+    assert len(calls) == distinct
+    # each exit's loss is that of the sub-network of the layers this draw ran below it
+    ran = [i for i in range(LAYERS) if kept[i]]
+    exits = []
+    for depth in (1, 2, 3):
+        with only_layers(model.decoder, [i for i in ran if i < depth]):
+            exits.append(plain.compute_loss(model, model(**sample["net_input"]), sample)[0])
+    torch.testing.assert_close(loss, plain(model, sample)[0] + sum(exits) / 3, rtol=1e-5, atol=1e-5)
+
+
 def test_exit_loss_trains_only_the_layers_below_the_exit(lm_data):
     cfg = parse(lm_data, LM, ["--layerdrop-early-exit-layers", "2"])
     model, task = setup(cfg)

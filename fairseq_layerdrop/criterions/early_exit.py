@@ -86,12 +86,23 @@ class EarlyExitMixin:
         return loss, sample_size, logging_output
 
     def _exit_loss(self, model, sample, decoder, decoder_out, reduce):
-        """Mean over exits of the criterion's own loss on the exit logits (summed over tokens)."""
+        """Mean over exits of the criterion's own loss on the exit logits (summed over tokens).
+
+        A layer LayerDrop skipped passes its input on as the same tensor, so two exits with only
+        skipped layers between them read one state: its loss is computed once and counted for
+        each (the same value and gradient, one output layer less per repeat).
+        """
         extra = decoder_out[1]
         inner = extra["inner_states"]
         check_exits(self.early_exits, len(inner) - 1)
-        losses = [self.compute_loss(model, (exit_logits(decoder, inner[e]), extra), sample, reduce=reduce)[0]
-                  for e in self.early_exits]
+        by_state = {}  # id of a state in ``inner`` (alive until we return) -> its loss
+        losses = []
+        for e in self.early_exits:
+            key = id(inner[e])
+            if key not in by_state:
+                logits = exit_logits(decoder, inner[e])
+                by_state[key] = self.compute_loss(model, (logits, extra), sample, reduce=reduce)[0]
+            losses.append(by_state[key])
         return sum(losses) / len(losses)
 
     @classmethod
