@@ -55,6 +55,10 @@ def test_rouge_identical_and_disjoint():
     assert evaluation.rouge_scores(["the cat sat"], ["the cat sat"]) == {"rouge1": 100.0, "rouge2": 100.0,
                                                                        "rougeL": 100.0}
     assert evaluation.rouge_scores(["dog"], ["the cat sat"])["rouge1"] == 0.0
+    # F1 averaged over documents: "the cat" vs "the cat sat" is P 1, R 2/3 -> 80 (bigrams 1/1, 1/2 -> 66.67);
+    # "sat the cat" has all unigrams (100) but an LCS of 2 (66.67); the mean of the two documents is reported
+    scores = evaluation.rouge_scores(["the cat", "sat the cat"], ["the cat sat", "the cat sat"])
+    assert scores == pytest.approx({"rouge1": 90.0, "rouge2": (200 / 3 + 50) / 2, "rougeL": (80 + 200 / 3) / 2}, abs=0.01)
 
 
 def test_output_diversity_finds_a_constant_output():
