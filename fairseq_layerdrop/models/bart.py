@@ -8,7 +8,7 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.bart import BARTModel
 from fairseq.models.bart.model import bart_base_architecture, bart_large_architecture
 
-from fairseq_layerdrop.models.common import set_defaults
+from fairseq_layerdrop.models.common import TINY_ENCODER_DECODER, set_defaults
 from fairseq_layerdrop.models.encdec import LayerDropEncoderDecoderMixin
 
 
@@ -19,10 +19,7 @@ class BARTLayerDropModel(LayerDropEncoderDecoderMixin, BARTModel):
 
 @register_model_architecture("bart_layerdrop", "bart_layerdrop_tiny")
 def bart_layerdrop_tiny(args):
-    set_defaults(args, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_layers=6,
-              encoder_attention_heads=4, decoder_embed_dim=64, decoder_ffn_embed_dim=128,
-              decoder_layers=6, decoder_attention_heads=4, encoder_layerdrop=0.2,
-              decoder_layerdrop=0.2)
+    set_defaults(args, **TINY_ENCODER_DECODER)
     bart_base_architecture(args)
 
 

@@ -100,6 +100,13 @@ class LayerDropModelMixin:
         return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 
+# the "_tiny" preset of the encoder-decoder architectures (transformer_layerdrop_tiny, bart_layerdrop_tiny)
+TINY_ENCODER_DECODER = dict(encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_layers=6,
+                            encoder_attention_heads=4, decoder_embed_dim=64, decoder_ffn_embed_dim=128,
+                            decoder_layers=6, decoder_attention_heads=4, encoder_layerdrop=0.2,
+                            decoder_layerdrop=0.2)
+
+
 def set_defaults(args, **values) -> None:
     """Architecture presets: fill options the user did not set (fairseq's getattr idiom)."""
     for name, value in values.items():

@@ -13,7 +13,7 @@ from fairseq.models.transformer.transformer_legacy import (
     transformer_vaswani_wmt_en_de_big,
 )
 
-from fairseq_layerdrop.models.common import set_defaults
+from fairseq_layerdrop.models.common import TINY_ENCODER_DECODER, set_defaults
 from fairseq_layerdrop.models.encdec import LayerDropEncoderDecoderMixin
 
 
@@ -29,10 +29,7 @@ def transformer_layerdrop(args):
 
 @register_model_architecture("transformer_layerdrop", "transformer_layerdrop_tiny")
 def transformer_layerdrop_tiny(args):
-    set_defaults(args, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_layers=6,
-              encoder_attention_heads=4, decoder_embed_dim=64, decoder_ffn_embed_dim=128,
-              decoder_layers=6, decoder_attention_heads=4, encoder_layerdrop=0.2,
-              decoder_layerdrop=0.2)
+    set_defaults(args, **TINY_ENCODER_DECODER)
     base_architecture(args)
 
 
