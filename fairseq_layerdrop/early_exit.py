@@ -12,7 +12,8 @@ logits is added to the full model's:
 The head is shared, so at test time the exit is exactly the network a checkpoint pruned to layers
 ``0..E-1`` builds (the "first" draft; a test checks the logits are equal). Under LayerDrop the
 state after position E is what this draw computed there (a dropped layer passes its input on).
-Each exit costs one more output layer per training forward; off unless exits are given.
+Each exit costs at most one more output layer per training forward (exits that read the same
+state share one: ``criterions/early_exit.py``); off unless exits are given.
 
 Plain torch: ``decoder`` is a fairseq ``TransformerDecoder`` (or anything with ``layers``, an
 optional ``layer_norm`` / ``project_out_dim`` and ``output_layer``) and ``hidden`` one of the

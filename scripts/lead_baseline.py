@@ -5,8 +5,9 @@ with the same ROUGE as the models (fairseq_layerdrop.evaluation.rouge_scores).
 
 "lead-K" takes the first K words, K from 5 to 12 and K = the mean reference length rounded;
 "first sentence" cuts at the first '.', '!' or '?' followed by a space. "coverage" is how much
-a summary could copy: the share of its words (lower-cased runs of letters and digits) found
-anywhere in its document and in the document's first 12 words.
+a summary could copy: the share of its words found anywhere in its document and in the words
+lead-12 takes (words compared as lower-cased runs of letters, digits and underscores, so
+"command-line" is two).
 """
 import gzip
 import re
@@ -36,8 +37,7 @@ def coverage(docs: list, refs: list, lead: int = 12) -> dict:
     """Percent of summary words (all summaries pooled) found in the document / in its first ``lead`` words."""
     total = in_doc = in_lead = 0
     for doc, ref in zip(docs, refs):
-        words = _words(doc)
-        everywhere, first = set(words), set(words[:lead])
+        everywhere, first = set(_words(doc)), set(_words(" ".join(doc.split()[:lead])))
         for word in _words(ref):
             total += 1
             in_doc += word in everywhere

@@ -135,13 +135,15 @@ def test_training_loss_adds_the_weighted_mean_exit_loss(lm_data, mt_data, family
     assert "exit_loss" in eval_log
 
 
-@pytest.mark.parametrize("kept,distinct", [((True, False, False, True), 1), ((True, True, False, True), 2),
-                                            ((False, True, True, True), 3)])
-def test_exits_that_read_one_state_compute_its_loss_once(lm_data, monkeypatch, kept, distinct):
+@pytest.mark.parametrize("kept,distinct,adaptive", [
+    ((True, False, False, True), 1, False), ((True, True, False, True), 2, False), ((False, True, True, True), 3, False),
+    ((True, False, False, True), 3, True)])  # an adaptive softmax's tail has dropout: each exit draws its own
+def test_exits_that_read_one_state_compute_its_loss_once(lm_data, monkeypatch, kept, distinct, adaptive):
     """Exits with only skipped layers between them read the same tensor: one output layer, the same loss."""
     from fairseq_layerdrop.criterions import early_exit as exit_module
 
-    cfg = parse(lm_data, LM, ["--decoder-layerdrop", "0.5", "--layerdrop-early-exit-layers", "1,2,3"])
+    extra = ["--adaptive-softmax-cutoff", "8"] if adaptive else []
+    cfg = parse(lm_data, LM, ["--decoder-layerdrop", "0.5", "--layerdrop-early-exit-layers", "1,2,3", *extra])
     model, task = setup(cfg, decoder_layerdrop=0.5)
     sample = sample_for(task, False)
     keep = torch.tensor(kept).view(LAYERS, 1)
@@ -149,9 +151,9 @@ def test_exits_that_read_one_state_compute_its_loss_once(lm_data, monkeypatch, k
     calls = []
     counted = exit_module.exit_logits
     monkeypatch.setattr(exit_module, "exit_logits", lambda *args: calls.append(1) or counted(*args))
-    plain = task.build_criterion(parse(lm_data, LM).criterion)
+    plain = task.build_criterion(parse(lm_data, LM, extra).criterion)
     loss, _, _ = task.build_criterion(cfg.criterion)(model, sample)
-    assert len(calls) == distinct
+    assert (model.decoder.adaptive_softmax is not None) == adaptive and len(calls) == distinct
     # each exit's loss is that of the sub-network of the layers this draw ran below it
     ran = [i for i in range(LAYERS) if kept[i]]
     exits = []

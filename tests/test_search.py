@@ -40,12 +40,15 @@ def test_ties_go_to_the_earlier_stack_then_the_lower_index():
     assert keep == {"encoder": [1, 2], "decoder": [1, 2]}
 
 
-def test_a_stack_at_its_target_is_left_alone_and_the_steps_are_printed(capsys):
+def test_a_stack_not_searched_or_at_its_target_loses_nothing_and_the_steps_are_printed(capsys):
     layers = {"encoder": 2, "decoder": 3}
     cost = {("encoder", 0): 0.0, ("encoder", 1): 0.0, ("decoder", 0): 0.4, ("decoder", 1): 0.3, ("decoder", 2): 0.35}
     evaluator = TableLoss(layers, cost)
     keep, history = search.greedy_search(evaluator, layers, {"decoder": 2}, quiet=True)
     assert keep == {"decoder": [0, 2]} and all("encoder" not in call for call in evaluator.calls)
-    out = capsys.readouterr().out.splitlines()
+    # an encoder already at its target stays whole although removing its layers costs nothing
+    both, _ = search.greedy_search(TableLoss(layers, cost), layers, {"encoder": 2, "decoder": 2}, quiet=True)
+    assert both == {"encoder": [0, 1], "decoder": [0, 2]}
+    out = capsys.readouterr().out.splitlines()[:2]
     assert out == ["search-on-valid: all layers: valid loss 1.0000 bits/token",
                    "search-on-valid: removed decoder layer 1: valid loss 1.3000 bits/token (kept decoder [0, 2])"]

@@ -46,7 +46,7 @@ def test_bad_numbers_are_one_line_usage_errors(bad, message, capsys):
 
 
 @pytest.mark.parametrize("threads,expected", [(0, "inherited"), (2, "2")])
-def test_threads_zero_inherits_the_environment_and_n_sets_it(threads, expected, monkeypatch):
+def test_threads_zero_inherits_the_environment_and_n_sets_it(threads, expected, monkeypatch, tmp_path):
     assert sweep.parse_args([*BASE, "--threads", str(threads), "--beam", "3"]).threads == threads
     monkeypatch.setenv("OMP_NUM_THREADS", "inherited")
     monkeypatch.setenv("MKL_NUM_THREADS", "inherited")
@@ -57,7 +57,9 @@ def test_threads_zero_inherits_the_environment_and_n_sets_it(threads, expected, 
         return subprocess.CompletedProcess(command, 0, stdout="", stderr="")
 
     monkeypatch.setattr(evaluation.subprocess, "run", fake_run)
-    evaluation.run_tool("fairseq-generate", ["data"], threads=threads)
+    args = sweep.parse_args([*BASE, "--threads", str(threads), "--task", "lm"])
+    with pytest.raises(evaluation.EvalError, match="no perplexity"):  # the fake tool printed nothing
+        sweep.evaluate(args, tmp_path / "model.pt")
     assert seen["OMP_NUM_THREADS"] == seen["MKL_NUM_THREADS"] == expected
 
 

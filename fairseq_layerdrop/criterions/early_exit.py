@@ -90,15 +90,17 @@ class EarlyExitMixin:
 
         A layer LayerDrop skipped passes its input on as the same tensor, so two exits with only
         skipped layers between them read one state: its loss is computed once and counted for
-        each (the same value and gradient, one output layer less per repeat).
+        each (the same value and gradient, one output layer less per repeat). Not with an
+        adaptive softmax, whose tail has its own dropout: there each exit draws its own.
         """
         extra = decoder_out[1]
         inner = extra["inner_states"]
         check_exits(self.early_exits, len(inner) - 1)
+        share = getattr(decoder, "adaptive_softmax", None) is None
         by_state = {}  # id of a state in ``inner`` (alive until we return) -> its loss
         losses = []
         for e in self.early_exits:
-            key = id(inner[e])
+            key = id(inner[e]) if share else e
             if key not in by_state:
                 logits = exit_logits(decoder, inner[e])
                 by_state[key] = self.compute_loss(model, (logits, extra), sample, reduce=reduce)[0]
