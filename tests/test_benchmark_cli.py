@@ -32,7 +32,9 @@ def refused(call, capsys):
     ("bench_prune", ["--tmp", "/nonexistent/dir"], "--tmp '/nonexistent/dir' is not a directory"),
     ("bench_prune", ["--prune-cmd", "/nonexistent/tool --x"], "--prune-cmd '/nonexistent/tool --x' does not start"),
     ("bench_prune", ["--prune-cmd", "false"], "--prune-cmd 'false' does not start"),
-    ("bench_prune", ["--prune-cmd", " "], "does not start")])
+    ("bench_prune", ["--prune-cmd", " "], "does not start"),
+    ("bench_early_exit", ["--p", "1"], "argument --p: expected a rate below 1, got 1.0"),
+    ("bench_early_exit", ["--rounds", "0"], "argument --rounds: expected a positive integer")])
 def test_bad_option_is_one_line_and_exit_2(bench, argv, message, capsys):
     code, err = refused(lambda: load(bench).parse_args(argv), capsys)
     assert code == 2
@@ -44,6 +46,14 @@ def test_good_options_parse():
                                            "--warmup", "0"])
     assert opts.configs == ["mt_layer_dominated_12_12", "mt_tiny"] and opts.threads == 1 and opts.warmup == 0
     assert load("bench_prune").parse_args(["--prune-cmd", "true", "--repeats", "2"]).repeats == 2
+
+
+def test_early_exit_benchmark_counts_the_heads_each_variant_computes(capsys):
+    result = load("bench_early_exit").main(["--quick", "--rounds", "3", "--block", "2", "--warmup", "0"])
+    heads = {name: v["heads_per_update"] for name, v in result["variants"].items()}
+    assert heads["separate"] == 3.0 and heads["no-exits"] == 0.0  # exits 1,2,4, each computed / none
+    assert 1.0 <= heads["shared"] <= 3.0 and all(v["updates"] == 6 for v in result["variants"].values())
+    assert result["separate_over_shared"] > 0 and '"benchmark": "early_exit"' in capsys.readouterr().out
 
 
 def test_inference_benchmark_options_parse_when_the_prune_tool_starts(monkeypatch):

@@ -50,6 +50,7 @@ class EarlyExitMixin:
 
     early_exits = ()  # set by build_criterion from the options; a criterion built by hand has none
     early_exit_weight = 1.0
+    share_exit_states = True  # False computes every exit separately (benchmarks/bench_early_exit.py)
 
     @classmethod
     def add_args(cls, parser):
@@ -96,7 +97,7 @@ class EarlyExitMixin:
         extra = decoder_out[1]
         inner = extra["inner_states"]
         check_exits(self.early_exits, len(inner) - 1)
-        share = getattr(decoder, "adaptive_softmax", None) is None
+        share = self.share_exit_states and getattr(decoder, "adaptive_softmax", None) is None
         by_state = {}  # id of a state in ``inner`` (alive until we return) -> its loss
         losses = []
         for e in self.early_exits:
