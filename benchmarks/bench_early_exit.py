@@ -96,17 +96,11 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true", help="tiny vocabulary and batch, few updates (< 1 minute)")
     ap.add_argument("--threads", type=boundary.positive_int, default=1, help="torch intra-op threads (the runs use 1)")
     ap.add_argument("--p", type=boundary.nonnegative_float, default=0.5, help="LayerDrop rate of both stacks")
-    ap.add_argument("--warmup", type=boundary.whole_number, default=2, help="untimed updates per variant")
-    ap.add_argument("--rounds", type=boundary.positive_int, default=8, help="round-robin rounds over the variants")
-    ap.add_argument("--block", type=boundary.positive_int, default=4, help="timed updates per variant per round")
-    ap.add_argument("--seed", type=boundary.whole_number, default=1)
-    ap.add_argument("--max-wait", type=boundary.nonnegative_float, default=300, help="seconds to wait for a quiet machine")
-    ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
+    common.add_round_robin_options(ap, warmup=2, rounds=8, block=4)
     opts = ap.parse_args(argv)
     if opts.p >= 1:
         ap.error(f"argument --p: expected a rate below 1, got {opts.p}")
-    if opts.quick:
-        opts.warmup, opts.rounds, opts.block, opts.max_wait = 1, 3, 2, 0
+    common.quick_round_robin(opts)
     return opts
 
 

@@ -208,15 +208,9 @@ def parse_args(argv):
     ap.add_argument("--configs", default=None, type=boundary.choice_list([*CONFIGS, *QUICK_CONFIGS], "configuration"),
                     help="comma-separated subset of " + ",".join(CONFIGS))
     ap.add_argument("--threads", type=boundary.positive_int, default=2, help="torch intra-op threads")
-    ap.add_argument("--warmup", type=boundary.whole_number, default=3, help="untimed updates per variant")
-    ap.add_argument("--rounds", type=boundary.positive_int, default=10, help="round-robin rounds over the variants")
-    ap.add_argument("--block", type=boundary.positive_int, default=3, help="timed updates per variant per round")
-    ap.add_argument("--seed", type=boundary.whole_number, default=1)
-    ap.add_argument("--max-wait", type=boundary.nonnegative_float, default=300, help="seconds to wait for a quiet machine")
-    ap.add_argument("--out", default=None, help="also write the JSON here", type=common.out_path)
+    common.add_round_robin_options(ap, warmup=3, rounds=10, block=3)
     opts = ap.parse_args(argv)
-    if opts.quick:
-        opts.warmup, opts.rounds, opts.block, opts.max_wait = 1, 3, 2, 0
+    common.quick_round_robin(opts)
     return opts
 
 

@@ -228,6 +228,24 @@ def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+def add_round_robin_options(ap, warmup: int, rounds: int, block: int) -> None:
+    """The options of the training benchmarks that time variants round robin (and ``--out``)."""
+    from fairseq_layerdrop.cli import boundary
+
+    ap.add_argument("--warmup", type=boundary.whole_number, default=warmup, help="untimed updates per variant")
+    ap.add_argument("--rounds", type=boundary.positive_int, default=rounds, help="round-robin rounds over the variants")
+    ap.add_argument("--block", type=boundary.positive_int, default=block, help="timed updates per variant per round")
+    ap.add_argument("--seed", type=boundary.whole_number, default=1)
+    ap.add_argument("--max-wait", type=boundary.nonnegative_float, default=300, help="seconds to wait for a quiet machine")
+    ap.add_argument("--out", default=None, help="also write the JSON here", type=out_path)
+
+
+def quick_round_robin(opts) -> None:
+    """``--quick``: one warm-up, three rounds of two updates, no waiting for a quiet machine."""
+    if opts.quick:
+        opts.warmup, opts.rounds, opts.block, opts.max_wait = 1, 3, 2, 0
+
+
 def out_path(text: str) -> str:
     """argparse type of ``--out``: refused at once if it names a directory or lies under a file, so a
     long measurement never ends in a write that cannot succeed."""
