@@ -12,7 +12,7 @@
 # The p = 0.5 and 6-3 models are trained only once the p = 0 model's full-depth ROUGE-L is above
 # every lead baseline (else this corpus cannot test the claim); SUM_ALL=1 trains them anyway.
 # Recipe 1 (the default: SPM_VOCAB=8000, SUM_DROPOUT=0.1) overfits and does not clear the lead
-# baselines (sum66_p0: test ROUGE-L 12.6 against 27.1, docs/results/sum). Recipe 2, queued, changes
+# baselines (sum66_p0: test ROUGE-L 12.6 against 27.1, docs/results/sum). Recipe 2 (training, not converged) changes
 # the two levers its curves point at, into its own run state and results:
 #   SPM_VOCAB=4000 SUM_DROPOUT=0.3 OUT=work/reproduce_sum_v2 RESULTS=docs/results/sum_v2 \
 #     JOBS=2 bash scripts/reproduce_sum.sh
