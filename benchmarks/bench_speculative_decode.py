@@ -11,7 +11,10 @@ over repeats of the summed time over prompts. Methods:
   token): the baseline every speed-up divides;
 * ``fairseq_step``: the same with fairseq's own one-token incremental step (prompt one token per
   call, as fairseq's SequenceGenerator feeds it), for reference;
-* ``<strategy>/<depth>/k<k>``: speculative decoding with that draft and k drafted tokens per step.
+* ``<strategy>/<depth>/k<k>``: speculative decoding with that draft and k drafted tokens per step
+  (a draft of the first layers shares the full model's cache: ``speculative_decode.SharedPrefix``);
+* ``<strategy>/<depth>/k<k>/own-cache``: for those drafts, the same with a cache of the draft's
+  own (``speculative_decode.OwnCache``, what every other draft does), to measure what sharing buys.
 
 Every method's tokens are compared with ``plain``'s (``identical``: the fraction of prompts with
 the same output). One thread, float32, CPU; needs a quiet machine (waits up to ``--max-wait``).
@@ -97,7 +100,11 @@ def methods(decoder, drafts, ks, new_tokens, eos):
            "fairseq_step": lambda p, e: (sp.greedy_continuation(decoder, p, new_tokens, e, eos), None)}
     for name, keep in drafts.items():
         for k in ks:
-            out[f"{name}/k{k}"] = lambda p, e, keep=keep, k=k: sd.speculative_greedy(decoder, p, new_tokens, keep, k, e, rules)[::2]
+            out[f"{name}/k{k}"] = lambda p, e, keep=keep, k=k: sd.speculative_greedy(
+                decoder, p, new_tokens, keep, k, e, rules)[::2]
+            if sd.is_prefix(keep):
+                out[f"{name}/k{k}/own-cache"] = lambda p, e, keep=keep, k=k: sd.speculative_greedy(
+                    decoder, p, new_tokens, keep, k, e, rules, share_cache=False)[::2]
     return out
 
 
@@ -131,9 +138,10 @@ def summary(times, outputs, stats, drafts) -> dict:
         row = {"seconds": round(median, 4), "tokens_per_s": round(tokens / median, 1),
                "speedup_over_plain": round(base / median, 3), "identical": same}
         if stats[name].verify_steps:
-            st = stats[name]
+            st, layers = stats[name], drafts["/".join(name.split("/")[:2])]  # strategy/depth
+            shared = sd.is_prefix(layers) and not name.endswith("/own-cache")
             row.update(acceptance=round(st.acceptance, 4), tokens_per_step=round(st.tokens_per_step, 3),
-                       layers=drafts[name.rsplit("/", 1)[0]])
+                       layers=layers, cache="shared" if shared else "own")
         out[name] = row
     return out
 

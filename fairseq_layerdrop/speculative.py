@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from fairseq_layerdrop.early_exit import exit_logits
 from fairseq_layerdrop.errors import PruneError
 from fairseq_layerdrop.pruning import LEARNED_SUFFIX, check_depth, every_other, learned_keep
 from fairseq_layerdrop.subnetwork import only_layers
@@ -114,12 +115,13 @@ def extend_cached(decoder: nn.Module, tokens: Tensor, n_new: int, state: dict, e
     ``TransformerDecoderBase.extract_features_scriptable``, eval mode) around the layer calls.
     A translation decoder reads ``encoder_out`` (the encoder's output dict) in every layer.
     """
-    enc = padding = None
-    if encoder_out is not None and len(encoder_out["encoder_out"]) > 0:
-        enc = encoder_out["encoder_out"][0]
-    if encoder_out is not None and len(encoder_out["encoder_padding_mask"]) > 0:
-        padding = encoder_out["encoder_padding_mask"][0]
-    length = tokens.size(1)
+    x = layers_cached(decoder.layers, embed_new(decoder, tokens, n_new), tokens.size(1), state, encoder_out)
+    return exit_logits(decoder, x)
+
+
+def embed_new(decoder: nn.Module, tokens: Tensor, n_new: int) -> Tensor:
+    """The decoder's input (n_new x 1 x C) for the last ``n_new`` of ``tokens`` (1 x L): token and
+    position embeddings, as ``TransformerDecoderBase`` computes them before its first layer."""
     x = decoder.embed_scale * decoder.embed_tokens(tokens[:, -n_new:])
     if decoder.project_in_dim is not None:
         x = decoder.project_in_dim(x)
@@ -127,16 +129,23 @@ def extend_cached(decoder: nn.Module, tokens: Tensor, n_new: int, state: dict, e
         x = x + decoder.embed_positions(tokens)[:, -n_new:]
     if decoder.layernorm_embedding is not None:
         x = decoder.layernorm_embedding(x)
-    x = x.transpose(0, 1)  # T x B x C
-    # new token i (position L - n_new + i) sees the cache and new tokens 0..i
-    mask = torch.triu(x.new_full((n_new, length), float("-inf")), diagonal=length - n_new + 1)
-    for layer in decoder.layers:
+    return x.transpose(0, 1)  # T x B x C
+
+
+def layers_cached(layers: Sequence[nn.Module], x: Tensor, length: int, state: dict, encoder_out=None) -> Tensor:
+    """Run ``layers`` in order on ``x`` (T x 1 x C): the states of the last T of ``length``
+    positions, the earlier ones read from each layer's KV cache in ``state`` (the new ones are
+    appended to it). Each new position sees the cache and the new positions up to itself."""
+    enc = padding = None
+    if encoder_out is not None and len(encoder_out["encoder_out"]) > 0:
+        enc = encoder_out["encoder_out"][0]
+    if encoder_out is not None and len(encoder_out["encoder_padding_mask"]) > 0:
+        padding = encoder_out["encoder_padding_mask"][0]
+    n_new = x.size(0)
+    mask = None if n_new == 1 else torch.triu(x.new_full((n_new, length), float("-inf")), diagonal=length - n_new + 1)
+    for layer in layers:
         x = layer(x, enc, padding, state, self_attn_mask=mask)[0]
-    if decoder.layer_norm is not None:
-        x = decoder.layer_norm(x)
-    if decoder.project_out_dim is not None:
-        x = decoder.project_out_dim(x)
-    return decoder.output_layer(x.transpose(0, 1))
+    return x
 
 
 def truncate_cache(decoder: nn.Module, state: dict, length: int) -> None:

@@ -10,10 +10,13 @@ token given the tokens before it: the output is that of greedy decoding with the
 the rounding of a forward over several tokens instead of one (a near-tie of the top two scores
 can flip; in float64 it does not).
 
-Two caches, never mixed: the full decoder's and the draft's (``incremental_state`` dicts keyed by
-each attention module, so the draft's layers keep their own keys and values). Both are cut back to
-what was accepted after each round (:func:`fairseq_layerdrop.speculative.truncate_cache`); the
-draft catches up on the tokens it has not read (the full model's correction) in one forward.
+Caches, never mixed by accident: a draft keeps a cache of its own (``incremental_state`` dicts
+are keyed by attention module, so its layers hold their own keys and values), and both caches are
+cut back to what was accepted after each round (:func:`fairseq_layerdrop.speculative.truncate_cache`);
+the draft catches up on the tokens it has not read (the full model's correction) in one forward
+(:class:`OwnCache`). The exception is a draft of the first E layers: those are the full model's
+own first E layers on the same tokens, so it shares the full model's cache on purpose
+(:class:`SharedPrefix`), and the verify step runs only the other layers on the drafted tokens.
 
 :class:`Rules` are the constraints fairseq's ``SequenceGenerator`` puts on a greedy choice (never
 pad, no end-of-sentence before ``--min-len``, only end-of-sentence at the length limit), applied
@@ -29,7 +32,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from fairseq_layerdrop.speculative import extend_cached, truncate_cache
+from fairseq_layerdrop.early_exit import exit_logits
+from fairseq_layerdrop.speculative import embed_new, extend_cached, layers_cached, truncate_cache
 from fairseq_layerdrop.subnetwork import only_layers
 
 
@@ -121,21 +125,102 @@ def _append(tokens: Tensor, new: Sequence[int]) -> Tensor:
     return torch.cat([tokens, torch.tensor([list(new)], dtype=tokens.dtype, device=tokens.device)], dim=1)
 
 
+class OwnCache:
+    """Any draft: it runs its kept layers (:func:`only_layers`) with a cache of its own, and the full
+    model verifies with all its layers on the full cache. After a round, the draft reads the
+    tokens it has not seen (the full model's correction) at the start of the next one."""
+
+    def __init__(self, decoder: nn.Module, keep: Sequence[int], full_state: dict, encoder_out=None):
+        self.decoder, self.keep, self.full, self.encoder_out = decoder, list(keep), full_state, encoder_out
+        self.state, self.cached, self.held = {}, 0, 0
+
+    def propose(self, tokens: Tensor, budget: int, rules: Rules, start: int, confidence: Optional[float]) -> List[int]:
+        if budget < 1:
+            self.held = self.cached
+            return []
+        drafts, self.held = _draft(self.decoder, self.keep, tokens, self.cached, budget, self.state,
+                                   self.encoder_out, rules, start, confidence)
+        return drafts
+
+    def verify(self, tokens: Tensor, drafts: Sequence[int]) -> Tensor:
+        return extend_cached(self.decoder, _append(tokens, drafts), len(drafts) + 1, self.full, self.encoder_out)[0]
+
+    def accept(self, length: int) -> None:
+        """``tokens`` is now ``length`` long: the caches keep what was accepted (all but the last)."""
+        truncate_cache(self.decoder, self.full, length - 1)
+        self.cached = min(self.held, length - 1)  # the draft's cache keeps the drafts that were right
+        truncate_cache(self.decoder, self.state, self.cached)
+
+
+class SharedPrefix:
+    """A draft of the first E layers (``keep = 0..E-1``), which share the full model's cache.
+
+    The draft's layers ARE the full model's first E layers, on the same tokens, so their keys and
+    values are the full model's: drafting fills the full cache's first E layers, and the verify
+    step runs only the other layers, on the drafts' saved states (the first E layers once more for
+    the last draft alone). No second cache, no catch-up: what the full model accepts, the draft
+    has read. The draft's logits are the decoder's output head on its E-layer state (the
+    early-exit head, :func:`fairseq_layerdrop.early_exit.exit_logits`): the same network
+    :func:`only_layers` would run.
+    """
+
+    def __init__(self, decoder: nn.Module, depth: int, full_state: dict, encoder_out=None):
+        layers = list(nn.ModuleList.__iter__(decoder.layers))  # the modules, never a LayerDrop draw
+        self.decoder, self.state, self.encoder_out = decoder, full_state, encoder_out
+        self.lower, self.upper, self.hidden = layers[:depth], layers[depth:], []
+
+    def _lower(self, tokens: Tensor) -> Tensor:
+        """The first E layers' state of the last token (1 x 1 x C), cached in the full cache."""
+        return layers_cached(self.lower, embed_new(self.decoder, tokens, 1), tokens.size(1), self.state,
+                             self.encoder_out)
+
+    def propose(self, tokens: Tensor, budget: int, rules: Rules, start: int, confidence: Optional[float]) -> List[int]:
+        self.hidden, drafts = [self._lower(tokens)], []
+        while len(drafts) < budget:
+            nxt, lprob = rules.choose(exit_logits(self.decoder, self.hidden[-1])[0], tokens.size(1) - start)
+            if confidence is not None and float(lprob.exp()) < confidence:
+                break
+            drafts.append(int(nxt))
+            tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
+            self.hidden.append(self._lower(tokens))  # the verify step reads it
+            if drafts[-1] == rules.eos:
+                break
+        return drafts
+
+    def verify(self, tokens: Tensor, drafts: Sequence[int]) -> Tensor:
+        x = layers_cached(self.upper, torch.cat(self.hidden), tokens.size(1) + len(drafts), self.state,
+                          self.encoder_out)
+        return exit_logits(self.decoder, x)[0]
+
+    def accept(self, length: int) -> None:
+        truncate_cache(self.decoder, self.state, length - 1)
+
+
+def is_prefix(keep: Sequence[int]) -> bool:
+    """``keep`` is ``0..E-1``: a draft that can share the full model's cache (:class:`SharedPrefix`)."""
+    return list(keep) == list(range(len(keep)))
+
+
 @torch.no_grad()
 def speculative_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, keep: Sequence[int], k: int,
                        encoder_out=None, rules: Optional[Rules] = None, confidence: Optional[float] = None,
-                       score_prompt: bool = False):
+                       score_prompt: bool = False, share_cache: bool = True):
     """At most ``new_tokens`` greedy tokens after ``prompt`` (1-D), drafted ``k`` at a time by the
     decoder layers ``keep`` and verified by all of them; ``(tokens, log-probabilities, DecodeStats)``.
 
     A translation decoder reads ``encoder_out``; decoding stops after ``rules.eos``. ``confidence``
     (0 < c < 1, optional) stops a round's drafting at a draft token below that probability.
     ``score_prompt``: the log-probabilities start with those of ``prompt[1:]`` (fairseq's prefix).
+    ``share_cache``: a draft of the first E layers shares the full model's cache
+    (:class:`SharedPrefix`); False, or any other draft, keeps its own (:class:`OwnCache`).
     """
     if k < 1:
         raise ValueError(f"k (draft tokens per step) must be at least 1, got {k}")
     rules = rules or Rules()
-    stats, full_state, draft_state = DecodeStats(), {}, {}
+    stats, full_state = DecodeStats(), {}
+    shared = share_cache and is_prefix(keep)
+    rounds = SharedPrefix(decoder, len(keep), full_state, encoder_out) if shared else \
+        OwnCache(decoder, keep, full_state, encoder_out)
     tokens = prompt.view(1, -1)
     start = tokens.size(1)
     # the full model reads the prompt once; its cache then holds every prompt position
@@ -144,23 +229,19 @@ def speculative_greedy(decoder: nn.Module, prompt: Tensor, new_tokens: int, keep
     scores = [prompt_scores(logits, prompt.view(-1))] if score_prompt else []
     scores.append(score)
     stats.verify_steps += 1
-    tokens, draft_cached = _append(tokens, [int(nxt)]), 0
+    tokens = _append(tokens, [int(nxt)])
     while not _done(tokens, start, new_tokens, rules.eos):
         length = tokens.size(1)  # the full cache holds length - 1 positions: all but the last token
         budget = min(k, new_tokens - (length - start) - 1)  # the full model adds one token: the budget
-        drafts, held = ([], draft_cached) if budget < 1 else _draft(
-            decoder, keep, tokens, draft_cached, budget, draft_state, encoder_out, rules, start, confidence)
-        logits = extend_cached(decoder, _append(tokens, drafts), len(drafts) + 1, full_state, encoder_out)[0]
-        greedy, lprobs = rules.choose(logits, length - start)
+        drafts = rounds.propose(tokens, budget, rules, start, confidence)
+        greedy, lprobs = rules.choose(rounds.verify(tokens, drafts), length - start)
         greedy = greedy.tolist()
         accepted = 0
         while accepted < len(drafts) and drafts[accepted] == greedy[accepted]:
             accepted += 1
         tokens = _append(tokens, drafts[:accepted] + [greedy[accepted]])
         scores.append(lprobs[:accepted + 1])
-        truncate_cache(decoder, full_state, tokens.size(1) - 1)
-        draft_cached = min(held, length + accepted)  # the draft's cache keeps the drafts that were right
-        truncate_cache(decoder, draft_state, draft_cached)
+        rounds.accept(tokens.size(1))
         stats.verify_steps += 1
         stats.drafted += len(drafts)
         stats.accepted += accepted

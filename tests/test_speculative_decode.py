@@ -39,12 +39,13 @@ def prompts(lm):
     return [torch.randint(4, vocab, (n,), generator=gen) for n in (1, 5, 8)]
 
 
-@pytest.mark.parametrize("keep", [[0], [0, 2], [1, 3], [3]])
+@pytest.mark.parametrize("share", [True, False])
+@pytest.mark.parametrize("keep", [[0], [0, 1], [0, 2], [1, 3], [3]])
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_output_is_the_full_models_greedy_output(lm, prompts, keep, k):
+def test_output_is_the_full_models_greedy_output(lm, prompts, keep, k, share):
     for prompt in prompts:
         reference = sp.greedy_continuation(lm.decoder, prompt, 17)
-        tokens, _, stats = sd.speculative_greedy(lm.decoder, prompt, 17, keep, k)
+        tokens, _, stats = sd.speculative_greedy(lm.decoder, prompt, 17, keep, k, share_cache=share)
         assert tokens.tolist() == reference.tolist()
         assert sd.plain_greedy(lm.decoder, prompt, 17)[0].tolist() == reference.tolist()
         assert stats.tokens == 17
@@ -82,7 +83,7 @@ def test_a_garbage_draft_changes_nothing_but_the_speed(lm, prompts, monkeypatch)
 
 
 def test_the_draft_keeps_its_own_cache(lm, prompts):
-    """Draft and full model both touch layer 0; sharing one cache would give other tokens."""
+    """Without sharing, draft and full model both touch layer 0; one cache would give other tokens."""
     seen = []
     real = sp.extend_cached
 
@@ -91,13 +92,65 @@ def test_the_draft_keeps_its_own_cache(lm, prompts):
         return real(decoder, tokens, n_new, state, encoder_out)
     sd.extend_cached, saved = spy, sd.extend_cached
     try:
-        sd.speculative_greedy(lm.decoder, prompts[1], 10, [0], 2)
+        sd.speculative_greedy(lm.decoder, prompts[1], 10, [0], 2, share_cache=False)
     finally:
         sd.extend_cached = saved
     states = {}
     for state, layers in seen:
         states.setdefault(state, set()).add(layers)
     assert sorted(map(sorted, states.values())) == [[1], [LAYERS]]  # one cache per network
+
+
+def _positions_read(lm, monkeypatch, **decode):
+    """Decode ``prompts[1]``-like input and count the positions each decoder layer computes."""
+    counts = [0] * LAYERS
+    for i, layer in enumerate(lm.decoder.layers):
+        real = layer.forward
+
+        def spy(x, *args, i=i, real=real, **kwargs):
+            counts[i] += x.size(0)
+            return real(x, *args, **kwargs)
+        monkeypatch.setattr(layer, "forward", spy)
+    tokens, _, stats = sd.speculative_greedy(lm.decoder, **decode)
+    monkeypatch.undo()
+    return counts, tokens, stats
+
+
+@pytest.mark.parametrize("keep", [[0], [0, 1]])
+def test_a_first_layers_draft_shares_the_full_cache_so_each_layer_reads_a_position_once(lm, prompts, monkeypatch, keep):
+    """Shared: the draft's layers read each position once a round (drafting), the others in the
+    verify step; every layer computes the same positions. Not shared: the draft's layers also run
+    in the verify step and again on their own cache."""
+    decode = dict(prompt=prompts[2], new_tokens=17, keep=keep, k=3)
+    counts, tokens, stats = _positions_read(lm, monkeypatch, **decode)
+    positions = prompts[2].numel() + stats.verify_steps - 1 + stats.drafted  # prefill, then 1 + drafts a round
+    assert counts == [positions] * LAYERS
+    assert tokens.tolist() == sp.greedy_continuation(lm.decoder, prompts[2], 17).tolist()
+    own, same, _ = _positions_read(lm, monkeypatch, **decode, share_cache=False)
+    assert same.tolist() == tokens.tolist()
+    assert all(own[i] > positions for i in keep) and own[LAYERS - 1] == positions
+
+
+def test_a_garbage_first_layers_draft_changes_nothing_but_the_speed(lm, prompts, monkeypatch):
+    """The shared draft's tokens all wrong: their states enter the shared cache and must be cut."""
+    vocab = lm.decoder.embed_tokens.num_embeddings
+    reference = sp.greedy_continuation(lm.decoder, prompts[2], 15).tolist()
+    wrong = next(t for t in range(4, vocab) if t not in reference)
+
+    class Wrong(sd.Rules):
+        def choose(self, logits, first):
+            return torch.tensor([wrong]), torch.zeros(1, dtype=logits.dtype)
+    real = sd.SharedPrefix.propose
+    monkeypatch.setattr(sd.SharedPrefix, "propose", lambda self, tokens, budget, rules, start, confidence:
+                        real(self, tokens, budget, Wrong(), start, confidence))
+    tokens, _, stats = sd.speculative_greedy(lm.decoder, prompts[2], 15, [0, 1], 3)
+    assert tokens.tolist() == reference
+    assert stats.drafted > 0 and stats.accepted == 0 and stats.verify_steps == 15
+
+
+def test_only_a_first_layers_draft_is_a_prefix():
+    assert sd.is_prefix([0]) and sd.is_prefix([0, 1, 2])
+    assert not sd.is_prefix([1]) and not sd.is_prefix([0, 2]) and not sd.is_prefix([1, 0])
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -125,7 +178,7 @@ def mt(mt_data):
     return model, task
 
 
-@pytest.mark.parametrize("keep, k", [([0], 2), ([1, 3], 4)])
+@pytest.mark.parametrize("keep, k", [([0], 2), ([0, 1], 3), ([1, 3], 4)])
 def test_translation_reads_the_source_and_stops_after_end_of_sentence(mt, keep, k):
     model, task = mt
     eos = task.target_dictionary.eos()
@@ -160,10 +213,13 @@ def test_benchmark_decodes_every_method_identically(lm_data, tmp_path, capsys):
                             "--prompt-tokens", "4", "--new-tokens", "6", "--repeats", "1", "--max-wait", "0",
                             "-o", out]) == 0
     methods = json.loads(out.read_text())["methods"]
-    assert set(methods) == {"plain", "fairseq_step", "first/1/k1", "first/1/k3", "every-other/2/k1",
-                            "every-other/2/k3"}
+    assert set(methods) == {"plain", "fairseq_step", "first/1/k1", "first/1/k3", "first/1/k1/own-cache",
+                            "first/1/k3/own-cache", "every-other/2/k1", "every-other/2/k3"}
     assert all(m["identical"] == 1.0 and m["tokens_per_s"] > 0 for m in methods.values())
     assert methods["plain"]["speedup_over_plain"] == 1.0 and methods["every-other/2/k3"]["layers"] == [0, 2]
+    assert [methods[m]["cache"] for m in ("first/1/k3", "first/1/k3/own-cache", "every-other/2/k3")] == \
+        ["shared", "own", "own"]
+    assert methods["first/1/k3/own-cache"]["acceptance"] == methods["first/1/k3"]["acceptance"]
     assert 1.0 <= methods["first/1/k3"]["tokens_per_step"] <= 4.0
     capsys.readouterr()
 
@@ -195,7 +251,7 @@ def test_the_rules_ban_pad_hold_back_eos_and_force_it_at_the_limit():
     assert sd.Rules().choose(logits, 0)[0].tolist() == [1, 1, 1, 1]  # no rule: plain argmax
 
 
-@pytest.mark.parametrize("keep", [[0], [1, 3]])
+@pytest.mark.parametrize("keep", [[0], [0, 1], [1, 3]])
 def test_a_confidence_stop_drafts_less_and_changes_nothing(lm, prompts, keep):
     reference = sp.greedy_continuation(lm.decoder, prompts[2], 17).tolist()
     _, _, free = sd.speculative_greedy(lm.decoder, prompts[2], 17, keep, 4)
