@@ -106,16 +106,9 @@ def parse_args(argv):
 
 def main(argv=None) -> Dict:
     opts = parse_args(argv)
-    common.set_threads(opts.threads)
-    import fairseq_layerdrop
-
-    fairseq_layerdrop.register()
     spec = QUICK_SHAPE if opts.quick else SHAPE
-    result = {"benchmark": "early_exit", "command": "python benchmarks/bench_early_exit.py " + " ".join(argv or sys.argv[1:]),
-              "settings": {k: v for k, v in vars(opts).items() if k != "out"}, "exits": EXITS,
-              "shape": {k: spec[k] for k in ("vocab", "batch", "layers")}}
-    result["load"] = common.wait_for_quiet(opts.max_wait)
-    result["machine"] = common.machine_info(opts.threads)
+    result = common.start_training_result("early_exit", opts, argv, exits=EXITS,
+                                          shape={k: spec[k] for k in ("vocab", "batch", "layers")})
     with tempfile.TemporaryDirectory(prefix="ld_bench_exit_") as tmp:
         result.update(measure(spec, opts, Path(tmp)))
     v = result["variants"]

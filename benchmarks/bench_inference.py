@@ -170,9 +170,8 @@ def main(argv=None) -> Dict:
     opts = parse_args(argv)
     common.set_threads(opts.threads)
     mt_spec, lm_spec = (QUICK_MT, QUICK_LM) if opts.quick else (MT, LM)
-    result = {"benchmark": "inference", "command": "python benchmarks/bench_inference.py " + " ".join(argv or sys.argv[1:]),
-              "settings": {k: v for k, v in vars(opts).items() if k != "out"},
-              "weights": "random (fairseq init, untrained); output lengths forced", "mt": {}, "lm": {}}
+    result = common.result_head("inference", opts, argv, mt={}, lm={},
+                                weights="random (fairseq init, untrained); output lengths forced")
     with tempfile.TemporaryDirectory(prefix="ld_bench_inf_") as tmp:
         tmp = Path(tmp)
         for key, spec, make, runner, speed_keys in (

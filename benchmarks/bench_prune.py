@@ -134,8 +134,7 @@ def parse_args(argv):
 def main(argv=None) -> Dict:
     opts = parse_args(argv)
     common.set_threads(opts.threads)
-    result = {"benchmark": "prune", "command": "python benchmarks/bench_prune.py " + " ".join(argv or sys.argv[1:]),
-              "settings": {k: v for k, v in vars(opts).items() if k != "out"}, "checkpoints": {}}
+    result = common.result_head("prune", opts, argv, checkpoints={})
     prune_cmd = opts.prune_cmd.split()
     shapes = QUICK_CHECKPOINTS if opts.quick else CHECKPOINTS
     with tempfile.TemporaryDirectory(prefix="ld_bench_prune_", dir=opts.tmp) as tmp:

@@ -216,18 +216,10 @@ def parse_args(argv):
 
 def main(argv=None) -> Dict:
     opts = parse_args(argv)
-    common.set_threads(opts.threads)
-    import fairseq_layerdrop
-
-    fairseq_layerdrop.register()
-
     configs = QUICK_CONFIGS if opts.quick else CONFIGS
     if opts.configs:
         configs = {k: CONFIGS.get(k) or QUICK_CONFIGS[k] for k in opts.configs}
-    result = {"benchmark": "train", "command": "python benchmarks/bench_train.py " + " ".join(argv or sys.argv[1:]),
-              "settings": {k: v for k, v in vars(opts).items() if k != "out"}, "configs": {}}
-    result["load"] = common.wait_for_quiet(opts.max_wait)
-    result["machine"] = common.machine_info(opts.threads)
+    result = common.start_training_result("train", opts, argv, configs={})
     with tempfile.TemporaryDirectory(prefix="ld_bench_train_") as tmp:
         for name, spec in configs.items():
             common.log(f"{name}: building {len(variants())} variants")

@@ -224,6 +224,27 @@ def save_random_checkpoint(argv: Sequence[str], path: Path, sample: Optional[Dic
     return {"params": n_params, "file_bytes": Path(path).stat().st_size}
 
 
+def result_head(name: str, opts, argv: Optional[Sequence[str]], **extra) -> Dict:
+    """The start of ``benchmarks/bench_<name>.py``'s result: its name, the command that made it,
+    its settings (every option but ``out``), then ``extra``."""
+    return {"benchmark": name, "command": f"python benchmarks/bench_{name}.py " + " ".join(argv or sys.argv[1:]),
+            "settings": {k: v for k, v in vars(opts).items() if k != "out"}, **extra}
+
+
+def start_training_result(name: str, opts, argv: Optional[Sequence[str]], **extra) -> Dict:
+    """A training benchmark's start: ``opts.threads`` threads, the plugin registered with fairseq,
+    the result's head (:func:`result_head`), then a quiet machine awaited (``load``, up to
+    ``opts.max_wait`` seconds) and the machine described (``machine``)."""
+    set_threads(opts.threads)
+    import fairseq_layerdrop
+
+    fairseq_layerdrop.register()
+    result = result_head(name, opts, argv, **extra)
+    result["load"] = wait_for_quiet(opts.max_wait)
+    result["machine"] = machine_info(opts.threads)
+    return result
+
+
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 

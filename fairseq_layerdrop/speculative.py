@@ -125,7 +125,9 @@ def embed_new(decoder: nn.Module, tokens: Tensor, n_new: int) -> Tensor:
     x = decoder.embed_scale * decoder.embed_tokens(tokens[:, -n_new:])
     if decoder.project_in_dim is not None:
         x = decoder.project_in_dim(x)
-    if decoder.embed_positions is not None:
+    if decoder.embed_positions is not None and n_new == 1:  # fairseq's incremental call: the last position only
+        x = x + decoder.embed_positions(tokens, incremental_state={})
+    elif decoder.embed_positions is not None:
         x = x + decoder.embed_positions(tokens)[:, -n_new:]
     if decoder.layernorm_embedding is not None:
         x = decoder.layernorm_embedding(x)
