@@ -4,8 +4,8 @@
 Prompts as in ``scripts/speculative_alpha.py`` (its loader): a language model continues the first
 ``--prompt-tokens`` of the first ``--prompts`` test samples by ``--new-tokens``; a translation model
 translates the first ``--prompts`` sources (until end-of-sentence). Per repeat every method decodes
-every prompt, the methods in an order shuffled each repeat; the time of a method is its median
-over repeats of the summed time over prompts. Methods:
+every prompt, each prompt by all methods in turn in an order shuffled per prompt and repeat (side
+by side); the time of a method is its median over repeats of the summed time over prompts. Methods:
 
 * ``plain``: ``speculative_decode.plain_greedy`` (prompt in one forward, then one full step per
   token): the baseline every speed-up divides;
@@ -109,22 +109,23 @@ def methods(decoder, drafts, ks, new_tokens, eos):
 
 
 def measure(fns, prompts, encoded, repeats):
-    """Summed seconds per method and repeat, each method's outputs and stats (from the first repeat)."""
-    times = {name: [] for name in fns}
-    outputs, stats = {}, {}
+    """Summed seconds per method and repeat, each method's outputs and stats (from the first repeat).
+
+    Side by side: each prompt is decoded by every method in turn, in an order shuffled per prompt
+    and repeat, so a slow spell of the machine falls on all methods alike."""
+    times = {name: [0.0] * repeats for name in fns}
+    outputs, stats = {name: [] for name in fns}, {name: sd.DecodeStats() for name in fns}
+    order = random.Random(0)
     for repeat in range(repeats):
-        for name in random.Random(repeat).sample(list(fns), len(fns)):
-            total, outs, st = 0.0, [], sd.DecodeStats()
-            for prompt, enc in zip(prompts, encoded):
+        for prompt, enc in zip(prompts, encoded):
+            for name in order.sample(list(fns), len(fns)):
                 t0 = time.perf_counter()
                 tokens, s = fns[name](prompt, enc)
-                total += time.perf_counter() - t0
-                outs.append(tokens.tolist())
-                if s is not None:
-                    st.add(s)
-            times[name].append(total)
-            outputs.setdefault(name, outs)
-            stats.setdefault(name, st)
+                times[name][repeat] += time.perf_counter() - t0
+                if repeat == 0:
+                    outputs[name].append(tokens.tolist())
+                    if s is not None:
+                        stats[name].add(s)
     return times, outputs, stats
 
 
@@ -136,7 +137,11 @@ def summary(times, outputs, stats, drafts) -> dict:
         median = common.median(ts)
         same = sum(a == b for a, b in zip(outputs[name], outputs["plain"])) / len(outputs["plain"])
         row = {"seconds": round(median, 4), "tokens_per_s": round(tokens / median, 1),
-               "speedup_over_plain": round(base / median, 3), "identical": same}
+               "speedup_over_plain": round(base / median, 3), "identical": same,
+               "seconds_per_repeat": [round(t, 4) for t in ts]}
+        if name + "/own-cache" in times:  # paired by repeat: the same prompts in the same spell
+            row["shared_over_own_cache"] = round(common.median(
+                [own / shared for own, shared in zip(times[name + "/own-cache"], ts)]), 3)
         if stats[name].verify_steps:
             st, layers = stats[name], drafts["/".join(name.split("/")[:2])]  # strategy/depth
             shared = sd.is_prefix(layers) and not name.endswith("/own-cache")

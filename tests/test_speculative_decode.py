@@ -220,6 +220,8 @@ def test_benchmark_decodes_every_method_identically(lm_data, tmp_path, capsys):
     assert [methods[m]["cache"] for m in ("first/1/k3", "first/1/k3/own-cache", "every-other/2/k3")] == \
         ["shared", "own", "own"]
     assert methods["first/1/k3/own-cache"]["acceptance"] == methods["first/1/k3"]["acceptance"]
+    assert methods["first/1/k3"]["shared_over_own_cache"] > 0 and "shared_over_own_cache" not in methods["plain"]
+    assert len(methods["plain"]["seconds_per_repeat"]) == 1
     assert 1.0 <= methods["first/1/k3"]["tokens_per_step"] <= 4.0
     capsys.readouterr()
 
