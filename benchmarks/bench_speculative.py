@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import common  # noqa: E402
+import speculative_alpha  # noqa: E402  (one loader for these checkpoints)
 
 from fairseq_layerdrop import speculative as sp  # noqa: E402
 from fairseq_layerdrop.cli.boundary import (  # noqa: E402
@@ -40,17 +42,6 @@ from fairseq_layerdrop.errors import one_line, show  # noqa: E402
 from fairseq_layerdrop.subnetwork import only_layers  # noqa: E402
 
 PROG = "bench_speculative.py"
-
-
-def load(checkpoint: str, data: str):
-    import fairseq  # noqa: F401  (first: the plugin registers with it)
-    from fairseq import checkpoint_utils
-
-    import fairseq_layerdrop
-
-    fairseq_layerdrop.register()
-    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": data})
-    return models[0].float().cpu().eval()
 
 
 def _timed(fn) -> float:
@@ -192,9 +183,9 @@ def main(argv=None) -> int:
             raise ValueError(f"{show(args.data)} is not a binarized data directory (no dict.txt)")
         common.set_threads(1)
         try:
-            model = load(args.checkpoint, args.data)
-        except Exception as err:  # a file fairseq cannot load: its own error, in one line
-            raise ValueError(f"cannot load {show(args.checkpoint)}: {type(err).__name__}: {err}") from None
+            model = speculative_alpha.load_model(args.checkpoint, args.data)[0]
+        except speculative_alpha.UsageError as err:  # a file fairseq cannot load: its own error, in one line
+            raise ValueError(str(err)) from None
         if not hasattr(model, "decoder"):
             raise ValueError(f"{show(args.checkpoint)} has no decoder to draft from")
         drafts = check_model(args, model)

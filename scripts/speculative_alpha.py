@@ -49,8 +49,9 @@ def parse_args(argv):
     return args
 
 
-def load(args):
-    """The model (eval, CPU, float32) and its task with ``args.subset`` loaded."""
+def load_model(checkpoint, data):
+    """``(model, cfg, task)``: the checkpoint's model in eval mode, CPU, float32, prepared for
+    inference as fairseq-generate prepares it; ``UsageError`` (one line) for a file fairseq cannot load."""
     import fairseq  # noqa: F401  (imported first: the plugin then registers with it)
     import torch
     from fairseq import checkpoint_utils
@@ -61,10 +62,17 @@ def load(args):
     torch.set_num_threads(1)
     try:
         models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-            [str(args.checkpoint)], arg_overrides={"data": str(args.data)})
+            [str(checkpoint)], arg_overrides={"data": str(data)})
     except Exception as err:  # fairseq raises many kinds for a file it cannot read
-        raise UsageError(f"cannot load {show(args.checkpoint)}: {show(type(err).__name__)}: {show(err)}") from None
+        raise UsageError(f"cannot load {show(checkpoint)}: {show(type(err).__name__)}: {show(err)}") from None
     model = models[0].float().cpu().eval()
+    model.prepare_for_inference_(cfg)  # no attention weights kept (print_alignment off), as in fairseq-generate
+    return model, cfg, task
+
+
+def load(args):
+    """The model (:func:`load_model`) and its task with ``args.subset`` loaded."""
+    model, cfg, task = load_model(args.checkpoint, args.data)
     if cfg.task._name not in TASKS or not hasattr(model, "decoder"):
         raise UsageError(f"{show(args.checkpoint)} is not a language or translation model "
                          f"(task {show(cfg.task._name)})")
