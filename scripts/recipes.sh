@@ -24,14 +24,24 @@ MT_RECIPE=(--task translation --source-lang en --target-lang de --max-tokens 409
 
 # Summarization doc -> synopsis (sentencepiece 8k joint): a BART-shaped 6-layer encoder trained
 # from scratch (no pretrained BART offline), pre-norm, otherwise the translation recipe.
-SUM_RECIPE=(--task translation --source-lang doc --target-lang sum --truncate-source
-  --max-source-positions 256 --max-tokens 4096 --arch bart_layerdrop_tiny --encoder-embed-dim 128
+SUM_SHAPE=(--arch bart_layerdrop_tiny --encoder-embed-dim 128
   --encoder-ffn-embed-dim 512 --decoder-embed-dim 128 --decoder-ffn-embed-dim 512
   --encoder-attention-heads 4 --decoder-attention-heads 4 --encoder-normalize-before
-  --decoder-normalize-before --share-all-embeddings --dropout 0.1 --encoder-layers 6
-  --criterion label_smoothed_cross_entropy_layerdrop --label-smoothing 0.1 --optimizer adam
-  --adam-betas "(0.9,0.98)" --lr 3e-3 --lr-scheduler inverse_sqrt --warmup-updates 400
-  --clip-norm 1.0)
+  --decoder-normalize-before --share-all-embeddings --dropout 0.1 --encoder-layers 6)
+SUM_OPTIMIZER=(--optimizer adam --adam-betas "(0.9,0.98)" --lr 3e-3 --lr-scheduler inverse_sqrt
+  --warmup-updates 400 --clip-norm 1.0)
+SUM_RECIPE=(--task translation --source-lang doc --target-lang sum --truncate-source
+  --max-source-positions 256 --max-tokens 4096 "${SUM_SHAPE[@]}"
+  --criterion label_smoothed_cross_entropy_layerdrop --label-smoothing 0.1 "${SUM_OPTIMIZER[@]}")
+# Recipe 3's pretraining of the same model on the training documents alone: BART's text infilling
+# (fairseq's denoising task; 30% of the tokens masked in spans of Poisson(3.5) lengths, each span
+# one <mask>), one document per sample, cut to 250 pieces; the same source positions as above, so
+# the summarization recipe loads the checkpoint (--finetune-from-model).
+SUM_PRETRAIN_RECIPE=(--task denoising --sample-break-mode eos --tokens-per-sample 250
+  --shorten-method truncate --mask 0.3 --mask-random 0.1 --mask-length span-poisson
+  --poisson-lambda 3.5 --replace-length 1 --rotate 0 --permute-sentences 0
+  --max-source-positions 256 --max-tokens 4096 "${SUM_SHAPE[@]}" --criterion cross_entropy_layerdrop
+  "${SUM_OPTIMIZER[@]}")
 
 # RoBERTa (masked LM) on kernel-doc prose, then Debian description -> section (scripts/
 # reproduce_roberta.sh): RoBERTa's layout (post-norm, learned positions, embedding layer norm, LM

@@ -209,6 +209,18 @@ model() {
   fi
 }
 
+# pretrained_model NAME LABEL DEPTHS ARGS...: pretrain NAME_pre on $PRE_BIN with PRE_TRAIN and ARGS,
+# then `model` NAME from its best checkpoint with TRAIN, FINETUNE and ARGS (fairseq's
+# --finetune-from-model: a resumed fine-tuning continues from NAME's own checkpoint_last.pt). While
+# another worker pretrains NAME_pre, this one goes on.
+pretrained_model() {
+  local name=$1 label=$2 depths=$3; shift 3
+  DATA_BIN=$PRE_BIN train "${name}_pre" "${PRE_TRAIN[@]}" "$@"
+  if ! trained "${name}_pre"; then log "$name: ${name}_pre is pretraining in another worker"; return; fi
+  model "$name" "$label" "$depths" --finetune-from-model "$OUT/ckpt/${name}_pre/checkpoint_best.pt" \
+    ${FINETUNE[@]+"${FINETUNE[@]}"} "$@"
+}
+
 # sweep_rest: the sweeps `model` left undone (a worker stopped between a training and its sweep)
 sweep_rest() {
   local i

@@ -10,6 +10,7 @@ from tests.test_result_scripts import SCRIPTS, valid_line
 
 FAKE_TRAIN = """#!/bin/bash
 # fairseq-train that never stops by itself: one epoch per call of the loop, losses from $FAKE_LOSSES
+[[ -n "$FAKE_ARGS" ]] && echo "$*" >> "$FAKE_ARGS"
 while (($#)); do [[ $1 == --save-dir ]] && dir=$2; shift; done
 echo "train $(basename "$dir")" >> "$FAKE_EVENTS"
 e=$(grep -c "valid on" "$dir/train.log" 2>/dev/null)
@@ -61,6 +62,21 @@ def test_two_workers_train_and_sweep_each_model_once_as_soon_as_it_is_trained(tm
     assert events.index("train c") > min(events.index("sweep a"), events.index("sweep b"))  # not all at the end
     out = tmp_path / "out"
     assert all((out / kind / n / ".done").exists() for kind in ("ckpt", "sweeps") for n in "abc")
+
+
+def test_a_pretrained_model_pretrains_on_its_own_data_then_fine_tunes_from_the_best_checkpoint(tmp_path):
+    jobs = ("TRAIN=(--patience 3 --task ft); PRE_TRAIN=(--patience 2 --task pre); PRE_BIN=/pre; FINETUNE=(--lr 7); "
+            "EVAL=(--task x); pretrained_model a A all --layers 5; sweep_rest")
+    cmd, env = queue_command(tmp_path, "9.0", jobs, FAKE_EXIT="1", FAKE_ARGS=str(tmp_path / "args"))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "events").read_text().splitlines() == ["train a_pre", "train a", "sweep a"]
+    pre, fine = (line.split() for line in (tmp_path / "args").read_text().splitlines())
+    out = tmp_path / "out"
+    assert pre[0] == "/pre" and pre[pre.index("--task") + 1] == "pre" and pre[-2:] == ["--layers", "5"]
+    assert fine[0] == "/nonexistent" and fine[fine.index("--task") + 1] == "ft"  # the summarization data
+    assert fine[fine.index("--finetune-from-model") + 1] == f"{out}/ckpt/a_pre/checkpoint_best.pt"
+    assert fine[-4:] == ["--lr", "7", "--layers", "5"]  # the fine-tuning options, then the model's own
 
 
 def test_train_stops_a_resumed_run_at_the_plateau_of_all_its_sittings(tmp_path):
