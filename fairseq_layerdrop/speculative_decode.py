@@ -95,25 +95,20 @@ class Rules:
         return tokens, masked.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
-def _draft(decoder: nn.Module, keep: Sequence[int], tokens: Tensor, cached: int, k: int, state: dict,
-           encoder_out, rules: Rules, start: int, confidence: Optional[float]) -> Tuple[List[int], int]:
-    """Up to ``k`` greedy tokens of the draft after ``tokens`` (1 x L; its cache holds the first
-    ``cached``); fewer when a draft is end-of-sentence or (``confidence``) its probability is lower.
-    Returns the drafts and the number of positions the draft's cache then holds."""
-    drafts = []
-    with only_layers(decoder, keep):
-        seq, new = tokens, tokens.size(1) - cached
-        while len(drafts) < k:
-            logits = extend_cached(decoder, seq, new, state, encoder_out)[0, -1:]
-            nxt, lprob = rules.choose(logits, seq.size(1) - start)
-            cached = seq.size(1)
-            if confidence is not None and float(lprob.exp()) < confidence:
-                break
-            drafts.append(int(nxt))
-            if drafts[-1] == rules.eos:
-                break
-            seq, new = torch.cat([seq, nxt.view(1, 1)], dim=1), 1
-    return drafts, cached
+def _draft(step, tokens: Tensor, k: int, rules: Rules, start: int, confidence: Optional[float]) -> List[int]:
+    """Up to ``k`` greedy tokens of the draft after ``tokens`` (1 x L); fewer when a draft is
+    end-of-sentence or (``confidence``) its probability is lower. ``step(seq)`` is the draft's
+    forward: its logits (1 x V) for the token after ``seq``."""
+    drafts, seq = [], tokens
+    while len(drafts) < k:
+        nxt, lprob = rules.choose(step(seq), seq.size(1) - start)
+        if confidence is not None and float(lprob.exp()) < confidence:
+            break
+        drafts.append(int(nxt))
+        if drafts[-1] == rules.eos:
+            break
+        seq = torch.cat([seq, nxt.view(1, 1)], dim=1)
+    return drafts
 
 
 def prompt_scores(logits: Tensor, prompt: Tensor) -> Tensor:
@@ -135,12 +130,14 @@ class OwnCache:
         self.state, self.cached, self.held = {}, 0, 0
 
     def propose(self, tokens: Tensor, budget: int, rules: Rules, start: int, confidence: Optional[float]) -> List[int]:
-        if budget < 1:
-            self.held = self.cached
-            return []
-        drafts, self.held = _draft(self.decoder, self.keep, tokens, self.cached, budget, self.state,
-                                   self.encoder_out, rules, start, confidence)
-        return drafts
+        self.held = self.cached  # positions in the draft's cache
+
+        def step(seq: Tensor) -> Tensor:  # reads what the draft's cache lacks (the correction, then one token)
+            logits = extend_cached(self.decoder, seq, seq.size(1) - self.held, self.state, self.encoder_out)
+            self.held = seq.size(1)
+            return logits[0, -1:]
+        with only_layers(self.decoder, self.keep):
+            return _draft(step, tokens, budget, rules, start, confidence)
 
     def verify(self, tokens: Tensor, drafts: Sequence[int]) -> Tensor:
         return extend_cached(self.decoder, _append(tokens, drafts), len(drafts) + 1, self.full, self.encoder_out)[0]
@@ -175,16 +172,14 @@ class SharedPrefix:
                              self.encoder_out)
 
     def propose(self, tokens: Tensor, budget: int, rules: Rules, start: int, confidence: Optional[float]) -> List[int]:
-        self.hidden, drafts = [self._lower(tokens)], []
-        while len(drafts) < budget:
-            nxt, lprob = rules.choose(exit_logits(self.decoder, self.hidden[-1])[0], tokens.size(1) - start)
-            if confidence is not None and float(lprob.exp()) < confidence:
-                break
-            drafts.append(int(nxt))
-            tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
-            self.hidden.append(self._lower(tokens))  # the verify step reads it
-            if drafts[-1] == rules.eos:
-                break
+        self.hidden = []
+
+        def step(seq: Tensor) -> Tensor:
+            self.hidden.append(self._lower(seq))
+            return exit_logits(self.decoder, self.hidden[-1])[0]
+        drafts = _draft(step, tokens, budget, rules, start, confidence)
+        if len(self.hidden) == len(drafts):  # the last draft's state, which the verify step reads
+            self.hidden.append(self._lower(_append(tokens, drafts)))
         return drafts
 
     def verify(self, tokens: Tensor, drafts: Sequence[int]) -> Tensor:

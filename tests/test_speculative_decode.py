@@ -71,12 +71,11 @@ def test_a_garbage_draft_changes_nothing_but_the_speed(lm, prompts, monkeypatch)
     vocab = lm.decoder.embed_tokens.num_embeddings
     reference = sp.greedy_continuation(lm.decoder, prompts[2], 15).tolist()
     wrong = next(t for t in range(4, vocab) if t not in reference)  # never the full model's token
-    real = sd._draft
+    real = sd.OwnCache.propose
 
-    def garbage(*args):  # the draft runs, its tokens are wrong
-        drafts, held = real(*args)
-        return [wrong] * len(drafts), held
-    monkeypatch.setattr(sd, "_draft", garbage)
+    def garbage(self, *args):  # the draft runs, its tokens are wrong
+        return [wrong] * len(real(self, *args))
+    monkeypatch.setattr(sd.OwnCache, "propose", garbage)
     tokens, _, stats = sd.speculative_greedy(lm.decoder, prompts[2], 15, [0, 2], 3)
     assert tokens.tolist() == reference
     assert stats.accepted == 0 and stats.verify_steps == 15 and stats.tokens_per_step == 1.0
