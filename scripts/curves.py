@@ -5,7 +5,9 @@
     python scripts/curves.py --plot valid_curves.png curves/*.json
 
 A run counts as converged when fairseq stopped it early (``--patience`` validations without a
-new best validation loss); a run that reached ``--max-update`` first is marked "cap reached".
+new best validation loss); a run that reached ``--max-update`` first is marked "cap reached", and
+one stopped by hand (``--stopped-by-hand REASON``, from a ``STOP`` file in its save directory, see
+``scripts/reproduce_common.sh``) "by hand: REASON".
 Logs of resumed runs hold several sittings: a validation repeated after a resume (same update
 count) is kept once, the later one. fairseq counts ``--patience`` afresh in each sitting, so a
 resumed run would stop late; ``--stalled`` applies the rule to the whole log instead
@@ -88,9 +90,16 @@ def summarise(run: dict) -> dict:
     return {"name": run["name"], "validations": len(points), "updates": points[-1]["num_updates"],
             "best_updates": best["num_updates"], "best_loss": best["loss"],
             "best_nll_loss": best.get("nll_loss"), "best_ppl": best.get("ppl"),
-            "stopped": ("early stop (plateau)" if run["early_stop"] else
-                        "cap reached" if run.get("finished", True) else "still training"),
+            "stopped": stop_reason(run),
             "train_seconds": run.get("train_seconds")}
+
+
+def stop_reason(run: dict) -> str:
+    if run["early_stop"]:
+        return "early stop (plateau)"
+    if run.get("stopped_by_hand"):
+        return f"by hand: {run['stopped_by_hand']}"
+    return "cap reached" if run.get("finished", True) else "still training"
 
 
 def summary_table(runs) -> str:
@@ -148,6 +157,8 @@ def main(argv=None) -> int:
                    help="with -o: the run has not finished (a snapshot of its curve so far)")
     p.add_argument("--patience", type=_patience, help="with -o: a plateau of this many validations is an early "
                    "stop, whichever sitting of the log it spans")
+    p.add_argument("--stopped-by-hand", metavar="REASON", help="with -o: the run was stopped by hand before "
+                   "its plateau or cap, for this reason (one line, shown in --summary)")
     p.add_argument("--stalled", type=_patience, metavar="PATIENCE", help="exit 0 if the train.log (all sittings) "
                    "has reached the plateau that stops a run with --patience PATIENCE, else 1")
     p.add_argument("--summary", action="store_true", help="print a markdown table of curve files")
@@ -180,6 +191,8 @@ def _run(args) -> int:
             run["early_stop"] = run["early_stop"] or stop_index(run["points"], args.patience) is not None
         run["name"] = args.name or log.parent.name
         run["finished"] = not args.running
+        if args.stopped_by_hand:
+            run["stopped_by_hand"] = " ".join(args.stopped_by_hand.split())
         run["train_seconds"] = logged_seconds(text)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         # imported here: the package imports torch, and --stalled (polled during training) must stay fast

@@ -84,8 +84,15 @@ stop_at_plateau() {
     [[ "$(grep -E "valid on 'valid' subset|Saved checkpoint" "$dir/train.log" | tail -1)" == *"Saved checkpoint"* ]] \
       || continue
     if stalled "$dir" "$patience"; then touch "$dir/.plateau"; kill -TERM "$pid"; return; fi
+    if [[ -f "$dir/STOP" ]]; then touch "$dir/.stopped"; kill -TERM "$pid"; return; fi
   done
 }
+
+# A run is stopped by hand with a one-line reason in its save directory's STOP file
+# (echo "why" > $OUT/ckpt/NAME/STOP): a training in progress stops once its next epoch's checkpoint
+# is saved, a resumed one is not started again, and its curve says "by hand: why" (not converged,
+# not capped). To train it on: delete STOP and .done. hand_stop DIR prints the reason.
+hand_stop() { [[ -f "$1/STOP" ]] || return 1; local why; why=$(head -n 1 "$1/STOP"); echo "${why:-no reason given}"; }
 
 # train NAME ARGS...: fairseq-train into $OUT/ckpt/NAME unless it already finished (or another
 # worker is training it). Early stopping comes from the caller's --patience / --max-update.
@@ -101,9 +108,11 @@ train() {
   fi
   if ! lock "$dir/.lock"; then log "train $name: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi
-  local start=$SECONDS rc=0 pid watcher
+  local start=$SECONDS rc=0 pid watcher hand=()
   if stalled "$dir" "$patience"; then
     log "train $name: on its plateau in an earlier sitting"
+  elif hand_stop "$dir" >/dev/null && [[ -f "$dir/checkpoint_best.pt" ]]; then
+    log "train $name: stopped by hand in an earlier sitting: $(hand_stop "$dir")"
   else
     log "train $name${WORKER:+ (worker $WORKER)}$([[ -f "$dir/checkpoint_last.pt" ]] && echo ": resuming")"
     "$BIN/fairseq-train" "$DATA_BIN" --user-dir "$ROOT/fairseq_layerdrop" --save-dir "$dir" \
@@ -114,10 +123,12 @@ train() {
     wait "$pid" || rc=$?
     kill "$watcher" 2>/dev/null || true
     if [[ -f "$dir/.plateau" ]]; then rc=0; rm "$dir/.plateau"; log "train $name: plateau across sittings"; fi
+    if [[ -f "$dir/.stopped" ]]; then rc=0; rm "$dir/.stopped"; log "train $name: stopped by hand: $(hand_stop "$dir")"; fi
   fi
   if [[ $rc -ne 0 ]]; then unlock; log "train $name failed (exit $rc), see $dir/train.log"; return "$rc"; fi
+  if hand_stop "$dir" >/dev/null; then hand=(--stopped-by-hand "$(hand_stop "$dir")"); fi
   "$BIN/python" scripts/curves.py "$dir/train.log" --name "$name" ${patience:+--patience "$patience"} \
-    -o "$OUT/curves/$name.json" >/dev/null
+    "${hand[@]}" -o "$OUT/curves/$name.json" >/dev/null
   touch "$dir/.done"
   unlock
   log "train $name: $((SECONDS - start)) s, $(grep -o 'valid on .valid. subset | loss [0-9.]*' "$dir/train.log" | tail -1)"

@@ -100,6 +100,26 @@ def test_train_stops_a_resumed_run_at_the_plateau_of_all_its_sittings(tmp_path):
     assert (ckpt / "train.log").read_text() == log and (ckpt / ".done").exists()
 
 
+def test_a_stop_file_ends_the_training_after_the_next_saved_epoch_and_names_the_reason(tmp_path):
+    ckpt = tmp_path / "out" / "ckpt" / "r"
+    ckpt.mkdir(parents=True)
+    (ckpt / "train.log").write_text(valid_line(1, 10, 9.0) + "\n")
+    (ckpt / "STOP").write_text("gains 0.001 per epoch\n")  # written while it trains: still improving
+    out = run_queue(tmp_path, "8.0 7.0 6.0", "train r --patience 3")
+    assert out.returncode == 0, out.stderr
+    assert "stopped by hand: gains 0.001 per epoch" in out.stderr and (ckpt / ".done").exists()
+    log = (ckpt / "train.log").read_text()
+    assert "epoch 002" in log and "epoch 003" not in log  # the first epoch saved after the file
+    assert log.rstrip().endswith("(epoch 2 @ 20 updates)")
+    curve = json.loads((tmp_path / "out" / "curves" / "r.json").read_text())
+    assert curve["stopped_by_hand"] == "gains 0.001 per epoch" and curve["early_stop"] is False
+    (ckpt / ".done").unlink()
+    (ckpt / "checkpoint_best.pt").touch()
+    out = run_queue(tmp_path, "5.0", "train r --patience 3")  # a stopped run is not started again
+    assert out.returncode == 0 and "stopped by hand in an earlier sitting" in out.stderr, out.stderr
+    assert (ckpt / "train.log").read_text() == log and (ckpt / ".done").exists()
+
+
 def hold_lock(path):
     """Hold PATH's flock as another worker would (release: close the returned file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

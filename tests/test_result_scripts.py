@@ -64,6 +64,18 @@ def test_cap_reached_and_empty_log_in_summary_table(tmp_path):
     assert table[3].startswith("| new | 0 |") and "no validation yet" in table[3]
 
 
+def test_a_run_stopped_by_hand_says_so_and_why_unless_it_had_reached_its_plateau(tmp_path):
+    log = tmp_path / "sum" / "train.log"
+    log.parent.mkdir()
+    log.write_text("\n".join([valid_line(1, 100, 9.0), valid_line(2, 200, 8.0)]) + "\n")
+    out = tmp_path / "sum.json"
+    assert curves.main([str(log), "-o", str(out), "--stopped-by-hand", "ROUGE-L 13.6\n vs  28.2"]) == 0
+    run = json.loads(out.read_text())
+    assert run["stopped_by_hand"] == "ROUGE-L 13.6 vs 28.2"
+    assert "| by hand: ROUGE-L 13.6 vs 28.2 |" in curves.summary_table([run])
+    assert curves.summarise(dict(run, early_stop=True))["stopped"] == "early stop (plateau)"
+
+
 def test_plot_writes_png(tmp_path):
     run = {"name": "a", "points": [{"num_updates": 1, "loss": 3.0}, {"num_updates": 2, "loss": 2.0}]}
     curves.plot([run], str(tmp_path / "c.png"))
