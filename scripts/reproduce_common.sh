@@ -94,6 +94,14 @@ stop_at_plateau() {
 # not capped). To train it on: delete STOP and .done. hand_stop DIR prints the reason.
 hand_stop() { [[ -f "$1/STOP" ]] || return 1; local why; why=$(head -n 1 "$1/STOP"); echo "${why:-no reason given}"; }
 
+# final_curve DIR NAME PATIENCE FILE: the curve of a finished training (DIR/train.log), with the
+# reason of a hand stop
+final_curve() {
+  local hand=()
+  if hand_stop "$1" >/dev/null; then hand=(--stopped-by-hand "$(hand_stop "$1")"); fi
+  "$BIN/python" scripts/curves.py "$1/train.log" --name "$2" ${3:+--patience "$3"} "${hand[@]}" -o "$4" >/dev/null
+}
+
 # train NAME ARGS...: fairseq-train into $OUT/ckpt/NAME unless it already finished (or another
 # worker is training it). Early stopping comes from the caller's --patience / --max-update.
 train() {
@@ -108,7 +116,7 @@ train() {
   fi
   if ! lock "$dir/.lock"; then log "train $name: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi
-  local start=$SECONDS rc=0 pid watcher hand=()
+  local start=$SECONDS rc=0 pid watcher
   if stalled "$dir" "$patience"; then
     log "train $name: on its plateau in an earlier sitting"
   elif hand_stop "$dir" >/dev/null && [[ -f "$dir/checkpoint_best.pt" ]]; then
@@ -126,9 +134,7 @@ train() {
     if [[ -f "$dir/.stopped" ]]; then rc=0; rm "$dir/.stopped"; log "train $name: stopped by hand: $(hand_stop "$dir")"; fi
   fi
   if [[ $rc -ne 0 ]]; then unlock; log "train $name failed (exit $rc), see $dir/train.log"; return "$rc"; fi
-  if hand_stop "$dir" >/dev/null; then hand=(--stopped-by-hand "$(hand_stop "$dir")"); fi
-  "$BIN/python" scripts/curves.py "$dir/train.log" --name "$name" ${patience:+--patience "$patience"} \
-    "${hand[@]}" -o "$OUT/curves/$name.json" >/dev/null
+  final_curve "$dir" "$name" "$patience" "$OUT/curves/$name.json"
   touch "$dir/.done"
   unlock
   log "train $name: $((SECONDS - start)) s, $(grep -o 'valid on .valid. subset | loss [0-9.]*' "$dir/train.log" | tail -1)"
@@ -290,8 +296,7 @@ publish_curves() {
     name=$(basename "$d")
     [[ -f "$d/train.log" ]] || continue
     if [[ -f "$d/.done" ]]; then
-      "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" ${patience:+--patience "$patience"} \
-        -o "$RESULTS/curves/$name.json" >/dev/null
+      final_curve "$d" "$name" "$patience" "$RESULTS/curves/$name.json"
     elif ! committed "$name" && ! grep -qs '"finished": true' "$RESULTS/curves/$name.json"; then
       "$BIN/python" scripts/curves.py "$d/train.log" --name "$name" --running -o "$RESULTS/curves/$name.json" >/dev/null
     fi

@@ -12,18 +12,20 @@
 # The p = 0.5 and 6-3 models are trained only once the p = 0 model's full-depth ROUGE-L is above
 # every lead baseline (else this corpus cannot test the claim); SUM_ALL=1 trains them anyway.
 # Recipe 1 (the default: SPM_VOCAB=8000, SUM_DROPOUT=0.1) overfits and does not clear the lead
-# baselines (sum66_p0: test ROUGE-L 12.6 against 27.1, docs/results/sum). Recipe 2 (training, not converged) changes
-# the two levers its curves point at, into its own run state and results:
+# baselines (sum66_p0: test ROUGE-L 12.6 against 27.1, docs/results/sum). Recipe 2 changes the two
+# levers its curves point at, into its own run state and results; it does not clear them either
+# (stopped by hand at 16384 updates, still improving slowly: test ROUGE-L 14.3, docs/results/sum_v2):
 #   SPM_VOCAB=4000 SUM_DROPOUT=0.3 OUT=work/reproduce_sum_v2 RESULTS=docs/results/sum_v2 \
 #     JOBS=2 bash scripts/reproduce_sum.sh
-# Recipe 3 (SUM_PRETRAIN=1; not run yet) pretrains each model on the training documents first
-# (BART's text infilling, fairseq's denoising task: SUM_PRETRAIN_RECIPE in recipes.sh), to its own
-# plateau, then fine-tunes it on the synopses from its best checkpoint at learning rate SUM_FT_LR
+# Recipe 3 (SUM_PRETRAIN=1) pretrains each model on the training documents first (BART's text
+# infilling, fairseq's denoising task: SUM_PRETRAIN_RECIPE in recipes.sh) for a fixed budget of
+# SUM_PRE_UPDATES updates (default 3000, about 3 epochs; its plateau ends it sooner), as the RoBERTa
+# reproduction does, then fine-tunes it on the synopses from its best checkpoint at learning rate SUM_FT_LR
 # (default 1e-3); LayerDrop and depth are the same in both stages. The model must learn to copy
 # (74.5% of synopsis words are in the document), which 33k synopses alone did not teach:
 #   SUM_PRETRAIN=1 SPM_VOCAB=4000 SUM_DROPOUT=0.3 OUT=work/reproduce_sum_v3 RESULTS=docs/results/sum_v3 \
 #     JOBS=2 bash scripts/reproduce_sum.sh
-# Environment: DATA_SRC, MAX_UPDATE, PATIENCE, SUM_ALL, SUM_DROPOUT, SUM_PRETRAIN, SUM_FT_LR,
+# Environment: DATA_SRC, MAX_UPDATE, PATIENCE, SUM_ALL, SUM_DROPOUT, SUM_PRETRAIN, SUM_PRE_UPDATES, SUM_FT_LR,
 # SPM_VOCAB (prepare_data.sh), and those of reproduce_common.sh (JOBS, OUT, PUBLISH, ...).
 source "$(dirname "$0")/reproduce_common.sh"
 paths sum work/corpora/sum_debian
@@ -46,7 +48,7 @@ if [[ -n "${SUM_PRETRAIN:-}" ]]; then  # recipe 3: the encoded training document
   once denoise "$BIN/fairseq-preprocess" --only-source --srcdict "$DATA_BIN/dict.doc.txt" \
     --trainpref "$DATA_BIN/tok/train.doc" --validpref "$DATA_BIN/tok/valid.doc" --destdir "$PRE_BIN" --workers 1
   PRE_TRAIN=("${SUM_PRETRAIN_RECIPE[@]}" --dropout "${SUM_DROPOUT:-0.1}" --patience "${PATIENCE:-3}"
-             --max-update "${MAX_UPDATE:-24000}")
+             --max-update "${SUM_PRE_UPDATES:-3000}")
   FINETUNE=(--lr "${SUM_FT_LR:-1e-3}")
   BUILD=pretrained_model
 fi

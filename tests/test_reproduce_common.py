@@ -118,6 +118,10 @@ def test_a_stop_file_ends_the_training_after_the_next_saved_epoch_and_names_the_
     out = run_queue(tmp_path, "5.0", "train r --patience 3")  # a stopped run is not started again
     assert out.returncode == 0 and "stopped by hand in an earlier sitting" in out.stderr, out.stderr
     assert (ckpt / "train.log").read_text() == log and (ckpt / ".done").exists()
+    res = tmp_path / "res"
+    out = run_queue(tmp_path, "", f"RESULTS={res}; TRAIN=(--patience 3); publish_curves")  # the reason is published
+    assert out.returncode == 0, out.stderr
+    assert json.loads((res / "curves" / "r.json").read_text())["stopped_by_hand"] == "gains 0.001 per epoch"
 
 
 def hold_lock(path):
