@@ -26,8 +26,10 @@ EVAL=(--task translation --stack decoder --beam 5 --max-tokens 8000)
 jobs_list() {
   model mt612_p05_ee "6-12 p=0.5 + early exit 1,2,4" all --encoder-layerdrop 0.5 --decoder-layerdrop 0.5 \
     --layerdrop-early-exit-layers 1,2,4
-  model mt612_p05 "6-12 p=0.5" all --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
+  # the p = 0 control before p = 0.5 without exits: the control is what shows whether LayerDrop
+  # training is what makes drafting pay; exits against no exits was measured on the 8-layer LM
   model mt612_p0 "6-12 p=0" all --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
+  model mt612_p05 "6-12 p=0.5" all --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
   sweep_rest
   local name  # 64 new tokens cover 95% of test targets (reproduce_mt.sh)
   for name in mt612_p05_ee mt612_p05 mt612_p0; do alpha "$name" 1,2,3,4,6,8,10 every-other,first 64; done
