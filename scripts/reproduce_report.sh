@@ -13,8 +13,14 @@ render() {
       ${PLOT_YMAX:+--ymax "$PLOT_YMAX"}
     "$BIN/python" scripts/results_table.py "$@" | tee "$dir/table.md"
   fi
-  "$BIN/python" scripts/curves.py --plot "$dir/valid_curves.png" "$curves"/*.json
-  "$BIN/python" scripts/curves.py --summary "$curves"/*.json | tee "$dir/training.md"
+  training_tables "$dir" "$curves"
+}
+
+# training_tables DIR CURVES: into DIR the validation curves (valid_curves.png) and the wall times
+# and stop reasons (training.md) of CURVES/*.json
+training_tables() {
+  "$BIN/python" scripts/curves.py --plot "$1/valid_curves.png" "$2"/*.json
+  "$BIN/python" scripts/curves.py --summary "$2"/*.json | tee "$1/training.md"
 }
 
 # report TITLE: table, plots and wall times once every sweep is written

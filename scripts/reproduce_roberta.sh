@@ -104,8 +104,7 @@ roberta_tables() {
   shift 3
   mkdir -p "$dir"
   { echo "# $title"; echo; "$BIN/python" scripts/roberta_scores.py table "$@"; } | tee "$dir/table.md"
-  "$BIN/python" scripts/curves.py --plot "$dir/valid_curves.png" "$curves"/*.json
-  "$BIN/python" scripts/curves.py --summary "$curves"/*.json | tee "$dir/training.md"
+  training_tables "$dir" "$curves"
 }
 
 # report_roberta TITLE: the tables once every fine-tuning is scored
