@@ -97,8 +97,8 @@ hand_stop() { [[ -f "$1/STOP" ]] || return 1; local why; why=$(head -n 1 "$1/STO
 # final_curve DIR NAME PATIENCE FILE: the curve of a finished training (DIR/train.log), with the
 # reason of a hand stop
 final_curve() {
-  local hand=()
-  if hand_stop "$1" >/dev/null; then hand=(--stopped-by-hand "$(hand_stop "$1")"); fi
+  local hand=() why
+  if why=$(hand_stop "$1"); then hand=(--stopped-by-hand "$why"); fi
   "$BIN/python" scripts/curves.py "$1/train.log" --name "$2" ${3:+--patience "$3"} "${hand[@]}" -o "$4" >/dev/null
 }
 
@@ -116,11 +116,11 @@ train() {
   fi
   if ! lock "$dir/.lock"; then log "train $name: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi
-  local start=$SECONDS rc=0 pid watcher
+  local start=$SECONDS rc=0 pid watcher why
   if stalled "$dir" "$patience"; then
     log "train $name: on its plateau in an earlier sitting"
-  elif hand_stop "$dir" >/dev/null && [[ -f "$dir/checkpoint_best.pt" ]]; then
-    log "train $name: stopped by hand in an earlier sitting: $(hand_stop "$dir")"
+  elif why=$(hand_stop "$dir") && [[ -f "$dir/checkpoint_best.pt" ]]; then
+    log "train $name: stopped by hand in an earlier sitting: $why"
   else
     log "train $name${WORKER:+ (worker $WORKER)}$([[ -f "$dir/checkpoint_last.pt" ]] && echo ": resuming")"
     "$BIN/fairseq-train" "$DATA_BIN" --user-dir "$ROOT/fairseq_layerdrop" --save-dir "$dir" \
