@@ -230,11 +230,13 @@ model() {
 # then `model` NAME from its best checkpoint with TRAIN, FINETUNE and ARGS (fairseq's
 # --finetune-from-model: a resumed fine-tuning continues from NAME's own checkpoint_last.pt). While
 # another worker pretrains NAME_pre, this one goes on.
+# With PRE_FROM=OTHER (same shape), NAME fine-tunes from OTHER's pretraining instead of its own.
 pretrained_model() {
   local name=$1 label=$2 depths=$3; shift 3
-  DATA_BIN=$PRE_BIN train "${name}_pre" "${PRE_TRAIN[@]}" "$@"
-  if ! trained "${name}_pre"; then log "$name: ${name}_pre is pretraining in another worker"; return; fi
-  model "$name" "$label" "$depths" --finetune-from-model "$OUT/ckpt/${name}_pre/checkpoint_best.pt" \
+  local pre="${PRE_FROM:-$name}_pre"
+  [[ -n "${PRE_FROM:-}" ]] || DATA_BIN=$PRE_BIN train "$pre" "${PRE_TRAIN[@]}" "$@"
+  if ! trained "$pre"; then log "$name: $pre is not pretrained yet (another worker has it, or it comes later)"; return; fi
+  model "$name" "$label" "$depths" --finetune-from-model "$OUT/ckpt/$pre/checkpoint_best.pt" \
     ${FINETUNE[@]+"${FINETUNE[@]}"} "$@"
 }
 

@@ -79,6 +79,31 @@ def test_a_pretrained_model_pretrains_on_its_own_data_then_fine_tunes_from_the_b
     assert fine[-4:] == ["--lr", "7", "--layers", "5"]  # the fine-tuning options, then the model's own
 
 
+def test_a_model_with_pre_from_fine_tunes_from_the_other_models_pretraining_without_its_own(tmp_path):
+    jobs = ("TRAIN=(--patience 3 --task ft); PRE_TRAIN=(--patience 2 --task pre); PRE_BIN=/pre; "
+            "EVAL=(--task x); pretrained_model a A all --p 0; PRE_FROM=a pretrained_model b B all --p 5; sweep_rest")
+    cmd, env = queue_command(tmp_path, "9.0", jobs, FAKE_EXIT="1", FAKE_ARGS=str(tmp_path / "args"))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "events").read_text().splitlines() == ["train a_pre", "train a", "sweep a", "train b", "sweep b"]
+    fine_b = (tmp_path / "args").read_text().splitlines()[-1].split()
+    assert fine_b[fine_b.index("--finetune-from-model") + 1] == f"{tmp_path}/out/ckpt/a_pre/checkpoint_best.pt"
+    assert fine_b[-2:] == ["--p", "5"] and not (tmp_path / "out/ckpt/b_pre").exists()
+
+
+def test_a_model_with_pre_from_waits_for_a_pretraining_another_worker_holds(tmp_path):
+    (tmp_path / "out/ckpt/a_pre").mkdir(parents=True)
+    holder = open(tmp_path / "out/ckpt/a_pre/.lock", "w")
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another worker pretrains a
+    jobs = "TRAIN=(--task ft); PRE_TRAIN=(--task pre); PRE_BIN=/pre; PRE_FROM=a pretrained_model b B all"
+    try:
+        done = run_queue(tmp_path, "9.0", jobs)
+    finally:
+        holder.close()
+    assert done.returncode == 0 and "b: a_pre is not pretrained yet" in done.stderr, done.stderr
+    assert not (tmp_path / "events").exists()  # nothing trained: neither a_pre again nor b
+
+
 def test_train_stops_a_resumed_run_at_the_plateau_of_all_its_sittings(tmp_path):
     ckpt = tmp_path / "out" / "ckpt" / "r"
     ckpt.mkdir(parents=True)
