@@ -64,14 +64,21 @@ def test_two_workers_train_and_sweep_each_model_once_as_soon_as_it_is_trained(tm
     assert all((out / kind / n / ".done").exists() for kind in ("ckpt", "sweeps") for n in "abc")
 
 
-def test_a_pretrained_model_pretrains_on_its_own_data_then_fine_tunes_from_the_best_checkpoint(tmp_path):
-    jobs = ("TRAIN=(--patience 3 --task ft); PRE_TRAIN=(--patience 2 --task pre); PRE_BIN=/pre; FINETUNE=(--lr 7); "
-            "EVAL=(--task x); pretrained_model a A all --layers 5; sweep_rest")
-    cmd, env = queue_command(tmp_path, "9.0", jobs, FAKE_EXIT="1", FAKE_ARGS=str(tmp_path / "args"))
+PRE_JOBS = "TRAIN=(--patience 3 --task ft); PRE_TRAIN=(--patience 2 --task pre); PRE_BIN=/pre; EVAL=(--task x); "
+
+
+def run_pretraining_queue(tmp_path, jobs):
+    """Run PRE_JOBS + jobs with trainings that stop after one epoch: the events and each training's arguments."""
+    cmd, env = queue_command(tmp_path, "9.0", PRE_JOBS + jobs, FAKE_EXIT="1", FAKE_ARGS=str(tmp_path / "args"))
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "events").read_text().splitlines() == ["train a_pre", "train a", "sweep a"]
-    pre, fine = (line.split() for line in (tmp_path / "args").read_text().splitlines())
+    args = [line.split() for line in (tmp_path / "args").read_text().splitlines()]
+    return (tmp_path / "events").read_text().splitlines(), args
+
+
+def test_a_pretrained_model_pretrains_on_its_own_data_then_fine_tunes_from_the_best_checkpoint(tmp_path):
+    events, (pre, fine) = run_pretraining_queue(tmp_path, "FINETUNE=(--lr 7); pretrained_model a A all --layers 5; sweep_rest")
+    assert events == ["train a_pre", "train a", "sweep a"]
     out = tmp_path / "out"
     assert pre[0] == "/pre" and pre[pre.index("--task") + 1] == "pre" and pre[-2:] == ["--layers", "5"]
     assert fine[0] == "/nonexistent" and fine[fine.index("--task") + 1] == "ft"  # the summarization data
@@ -80,13 +87,10 @@ def test_a_pretrained_model_pretrains_on_its_own_data_then_fine_tunes_from_the_b
 
 
 def test_a_model_with_pre_from_fine_tunes_from_the_other_models_pretraining_without_its_own(tmp_path):
-    jobs = ("TRAIN=(--patience 3 --task ft); PRE_TRAIN=(--patience 2 --task pre); PRE_BIN=/pre; "
-            "EVAL=(--task x); pretrained_model a A all --p 0; PRE_FROM=a pretrained_model b B all --p 5; sweep_rest")
-    cmd, env = queue_command(tmp_path, "9.0", jobs, FAKE_EXIT="1", FAKE_ARGS=str(tmp_path / "args"))
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "events").read_text().splitlines() == ["train a_pre", "train a", "sweep a", "train b", "sweep b"]
-    fine_b = (tmp_path / "args").read_text().splitlines()[-1].split()
+    jobs = "pretrained_model a A all --p 0; PRE_FROM=a pretrained_model b B all --p 5; sweep_rest"
+    events, args = run_pretraining_queue(tmp_path, jobs)
+    assert events == ["train a_pre", "train a", "sweep a", "train b", "sweep b"]
+    fine_b = args[-1]
     assert fine_b[fine_b.index("--finetune-from-model") + 1] == f"{tmp_path}/out/ckpt/a_pre/checkpoint_best.pt"
     assert fine_b[-2:] == ["--p", "5"] and not (tmp_path / "out/ckpt/b_pre").exists()
 
