@@ -151,10 +151,12 @@ wait_trained() {
 
 # trained NAME: NAME's training has finished. False while another worker trains it: that worker
 # goes on through the same list, so it runs what depends on NAME next, and this one does not wait
-# (its slot is free for other work). Stops the script if the training failed.
+# (its slot is free for other work). Stops the script if the training failed, or never started
+# (e.g. a misspelt PRE_FROM).
 trained() {
   local dir="$OUT/ckpt/$1"
   if committed "$1" || [[ -f "$dir/.done" ]]; then return 0; fi
+  if [[ ! -d "$dir" ]]; then log "$1: never trained here (no $dir)"; exit 2; fi
   if busy "$dir/.lock"; then return 1; fi
   if [[ -f "$dir/.done" ]]; then return 0; fi  # finished in between
   log "training $1 did not finish"; exit 1

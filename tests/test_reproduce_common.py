@@ -108,6 +108,12 @@ def test_a_model_with_pre_from_waits_for_a_pretraining_another_worker_holds(tmp_
     assert not (tmp_path / "events").exists()  # nothing trained: neither a_pre again nor b
 
 
+def test_a_pre_from_that_names_no_pretraining_stops_with_one_line_and_exit_2(tmp_path):
+    done = run_queue(tmp_path, "9.0", "TRAIN=(); PRE_TRAIN=(); PRE_BIN=/pre; PRE_FROM=typo pretrained_model b B all")
+    assert done.returncode == 2 and done.stderr.strip().endswith(f"typo_pre: never trained here (no {tmp_path}/out/ckpt/typo_pre)")
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "events").exists()
+
+
 def test_train_stops_a_resumed_run_at_the_plateau_of_all_its_sittings(tmp_path):
     ckpt = tmp_path / "out" / "ckpt" / "r"
     ckpt.mkdir(parents=True)
