@@ -163,13 +163,19 @@ trained() {
 }
 
 # sweep NAME[:TAG] LABEL DEPTHS ARGS...: fairseq-layerdrop-sweep of $OUT/ckpt/NAME/checkpoint_best.pt
-# into $OUT/sweeps/NAME (NAME_TAG with a tag: a second sweep of the same model, e.g. another strategy)
+# into $OUT/sweeps/NAME (NAME_TAG with a tag: a second sweep of the same model, e.g. another strategy).
+# A committed sweep ($RESULTS/NAME[_TAG].json of a committed run) is copied, not redone; a new sweep
+# of a run committed from another machine (no checkpoint here) is skipped with a notice.
 sweep() {
   local spec=$1 name=${1%%:*} dir="$OUT/sweeps/${1//:/_}" label=$2 depths=$3; shift 3
   mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "sweep ${spec//:/ }: done before"; return; fi
-  if [[ "$spec" == "$name" ]] && committed "$name"; then
-    cp "$RESULTS/$name.json" "$dir/sweep.json"; touch "$dir/.done"; log "sweep $name: committed"; return
+  if committed "$name" && [[ -f "$RESULTS/${spec//:/_}.json" ]]; then
+    cp "$RESULTS/${spec//:/_}.json" "$dir/sweep.json"; touch "$dir/.done"; log "sweep ${spec//:/ }: committed"; return
+  fi
+  if committed "$name" && [[ ! -f "$OUT/ckpt/$name/checkpoint_best.pt" ]]; then
+    log "sweep ${spec//:/ }: $name was trained on another machine (its results are committed), no checkpoint here"
+    return
   fi
   if ! trained "$name"; then log "sweep ${spec//:/ }: $name is training in another worker, which sweeps it next"; return; fi
   if ! lock "$dir/.lock"; then log "sweep $name: another worker has it"; return; fi

@@ -4,7 +4,8 @@
 # model from scratch with the same recipe, each to its validation plateau (early stopping:
 # PATIENCE epochs without a better validation loss, at most MAX_UPDATE updates); prunes the
 # decoder of the 6-6 models to every depth ("every other" rule, no fine-tuning) and scores test
-# ROUGE (rouge-score, stemming), next to lead baselines (first words / first sentence).
+# ROUGE (rouge-score, stemming), next to lead baselines (first words / first sentence); both 6-6
+# models are also pruned by "search on valid".
 # Data: the full corpus (33k training pairs) that scripts/fetch_corpora.sh builds from apt's
 # English description index (fetched if missing); DATA_SRC=data/embedded/sum_debian uses the
 # shipped 7.5k-pair slice instead.
@@ -66,9 +67,15 @@ jobs_list() {
     # against 3.9; docs/results/sum_v3); the same shape, so the same pretrained weights
     PRE_FROM=sum66_p0 $BUILD sum66_p05 "6-6 p=0.5" all --decoder-layers 6 --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
     $BUILD sum63_scratch "6-3 scratch" 3 --decoder-layers 3 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
+    sweep_rest
+    # does every other keep the right layers? search on valid for both 6-6 models
+    sweep sum66_p05:search "6-6 p=0.5 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
+      --prune-args "--data $DATA_BIN"
+    sweep sum66_p0:search "6-6 p=0 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
+      --prune-args "--data $DATA_BIN"
   else
     log "sum66_p05, sum63_scratch: wait for sum66_p0 to clear the lead baselines (SUM_ALL=1 trains them now)"
+    sweep_rest
   fi
-  sweep_rest
 }
 run_all "Debian descriptions: test ROUGE-L vs decoder depth (best validation checkpoints)"

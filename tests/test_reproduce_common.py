@@ -183,6 +183,25 @@ def test_a_worker_leaves_a_model_another_worker_trains_and_does_not_wait_for_it(
     assert not (tmp_path / "out" / "sweeps" / "a" / ".done").exists()
 
 
+def test_a_run_committed_from_another_machine_is_not_swept_again(tmp_path):
+    """Its committed sweeps are copied, tag included; a sweep never committed is skipped with a notice
+    (no checkpoint here), and the worker goes on."""
+    res = tmp_path / "res"
+    (res / "curves").mkdir(parents=True)
+    (res / "curves" / "a.json").write_text('{"name": "a", "finished": true, "points": []}')
+    for name in ("a", "a_search"):
+        (res / f"{name}.json").write_text(json.dumps({"rows": [{"depth": 1, "tag": name}]}))
+    jobs = f"RESULTS={res}; EVAL=(--task lm); sweep a A all; sweep a:search A2 all; sweep a:learned A3 all; echo went-on"
+    out = run_queue(tmp_path, "", jobs)
+    assert out.returncode == 0 and out.stdout.strip() == "went-on", out.stderr
+    assert not (tmp_path / "events").exists()  # nothing swept here
+    sweeps = tmp_path / "out" / "sweeps"
+    for name in ("a", "a_search"):
+        assert json.loads((sweeps / name / "sweep.json").read_text())["rows"][0]["tag"] == name
+    assert "sweep a learned: a was trained on another machine" in out.stderr
+    assert not (sweeps / "a_learned" / ".done").exists()
+
+
 def test_a_sweep_of_a_training_that_failed_stops_the_worker(tmp_path):
     (tmp_path / "out" / "ckpt" / "a").mkdir(parents=True)  # no .done and nobody holds the lock
     out = run_queue(tmp_path, "9.0", "EVAL=(--task lm); sweep a A all; echo went-on")
