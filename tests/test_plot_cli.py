@@ -27,6 +27,21 @@ def test_two_sweeps_on_one_figure(tmp_path, capsys, monkeypatch):
     assert figures[0].texts[0].get_text() == "LM"
 
 
+def test_a_summarization_sweep_plots_rouge_not_the_bleu_it_also_scores(tmp_path, monkeypatch):
+    rows = [{"label": "p=0", "task": "summarization", "depth": d, "bleu": 5.0 * d, "rougeL": 10.0 + d}
+            for d in range(1, 4)]
+    path = tmp_path / "sum.json"
+    path.write_text(json.dumps({"rows": rows}))
+    figures, drawn = [], plotting.sweep_figure
+    monkeypatch.setattr(plotting, "sweep_figure", lambda *a, **k: figures.append(drawn(*a, **k)) or figures[-1])
+    assert plot.main([str(path), "-o", str(tmp_path / "sum.png"), "--quality-only"]) == 0
+    (ax,) = figures[0].axes
+    assert ax.get_ylabel() == "ROUGE-L F1" and list(ax.get_lines()[0].get_ydata()) == [11.0, 12.0, 13.0]
+    for row in rows:  # translation: BLEU first, as before
+        row["task"] = "translation"
+    assert plotting.main_metric(rows) == ("bleu", "BLEU (sacrebleu)")
+
+
 @pytest.mark.parametrize("content,message", [
     ("{not json", "JSONDecodeError"),
     ('{"no_rows": []}', "KeyError: 'rows'"),
