@@ -239,10 +239,12 @@ model() {
 # --finetune-from-model: a resumed fine-tuning continues from NAME's own checkpoint_last.pt). While
 # another worker pretrains NAME_pre, this one goes on.
 # With PRE_FROM=OTHER (same shape), NAME fine-tunes from OTHER's pretraining instead of its own.
+# With PRE_UPDATES=N, NAME's own pretraining is capped at N updates instead of PRE_TRAIN's cap.
 pretrained_model() {
   local name=$1 label=$2 depths=$3; shift 3
   local pre="${PRE_FROM:-$name}_pre"
-  [[ -n "${PRE_FROM:-}" ]] || DATA_BIN=$PRE_BIN train "$pre" "${PRE_TRAIN[@]}" "$@"
+  [[ -n "${PRE_FROM:-}" ]] \
+    || DATA_BIN=$PRE_BIN train "$pre" "${PRE_TRAIN[@]}" ${PRE_UPDATES:+--max-update "$PRE_UPDATES"} "$@"
   if ! trained "$pre"; then log "$name: $pre is not pretrained yet (another worker has it, or it comes later)"; return; fi
   model "$name" "$label" "$depths" --finetune-from-model "$OUT/ckpt/$pre/checkpoint_best.pt" \
     ${FINETUNE[@]+"${FINETUNE[@]}"} "$@"

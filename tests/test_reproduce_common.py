@@ -95,6 +95,14 @@ def test_a_model_with_pre_from_fine_tunes_from_the_other_models_pretraining_with
     assert fine_b[-2:] == ["--p", "5"] and not (tmp_path / "out/ckpt/b_pre").exists()
 
 
+def test_pre_updates_caps_that_models_pretraining_only(tmp_path):
+    jobs = "PRE_UPDATES=60 pretrained_model a A all --p 0; pretrained_model b B all --p 5; sweep_rest"
+    events, (pre_a, fine_a, pre_b, fine_b) = run_pretraining_queue(tmp_path, jobs)
+    assert events == ["train a_pre", "train a", "sweep a", "train b_pre", "train b", "sweep b"]
+    assert pre_a[-4:] == ["--max-update", "60", "--p", "0"]  # after PRE_TRAIN's options: it wins
+    assert "--max-update" not in fine_a + pre_b + fine_b
+
+
 def test_a_model_with_pre_from_waits_for_a_pretraining_another_worker_holds(tmp_path):
     (tmp_path / "out/ckpt/a_pre").mkdir(parents=True)
     holder = open(tmp_path / "out/ckpt/a_pre/.lock", "w")
