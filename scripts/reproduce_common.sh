@@ -178,7 +178,7 @@ sweep() {
     return
   fi
   if ! trained "$name"; then log "sweep ${spec//:/ }: $name is training in another worker, which sweeps it next"; return; fi
-  if ! lock "$dir/.lock"; then log "sweep $name: another worker has it"; return; fi
+  if ! lock "$dir/.lock"; then log "sweep ${spec//:/ }: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi  # swept by the worker that held the lock
   log "sweep $(basename "$dir") ($depths)"
   "$BIN/fairseq-layerdrop-sweep" "$OUT/ckpt/$name/checkpoint_best.pt" "$DATA_BIN" --depths "$depths" \
@@ -243,9 +243,11 @@ model() {
 pretrained_model() {
   local name=$1 label=$2 depths=$3; shift 3
   local pre="${PRE_FROM:-$name}_pre"
-  [[ -n "${PRE_FROM:-}" ]] \
-    || DATA_BIN=$PRE_BIN train "$pre" "${PRE_TRAIN[@]}" ${PRE_UPDATES:+--max-update "$PRE_UPDATES"} "$@"
-  if ! trained "$pre"; then log "$name: $pre is not pretrained yet (another worker has it, or it comes later)"; return; fi
+  if ! committed "$name"; then  # a run committed from another machine needs no pretraining here
+    [[ -n "${PRE_FROM:-}" ]] \
+      || DATA_BIN=$PRE_BIN train "$pre" "${PRE_TRAIN[@]}" ${PRE_UPDATES:+--max-update "$PRE_UPDATES"} "$@"
+    if ! trained "$pre"; then log "$name: $pre is not pretrained yet (another worker has it, or it comes later)"; return; fi
+  fi
   model "$name" "$label" "$depths" --finetune-from-model "$OUT/ckpt/$pre/checkpoint_best.pt" \
     ${FINETUNE[@]+"${FINETUNE[@]}"} "$@"
 }

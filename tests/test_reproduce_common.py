@@ -103,6 +103,19 @@ def test_pre_updates_caps_that_models_pretraining_only(tmp_path):
     assert "--max-update" not in fine_a + pre_b + fine_b
 
 
+def test_pretrained_runs_committed_from_another_machine_are_neither_pretrained_nor_trained_again(tmp_path):
+    res = tmp_path / "res"
+    (res / "curves").mkdir(parents=True)
+    for name in ("a", "b"):  # committed: a finished curve and a sweep; no pretraining is ever a sweep
+        (res / "curves" / f"{name}.json").write_text(f'{{"name": "{name}", "finished": true, "points": []}}')
+        (res / f"{name}.json").write_text('{"rows": []}')
+    jobs = f"RESULTS={res}; {PRE_JOBS}pretrained_model a A all; PRE_FROM=a pretrained_model b B all; sweep_rest; echo went-on"
+    done = run_queue(tmp_path, "9.0", jobs)
+    assert done.returncode == 0 and done.stdout.strip() == "went-on", done.stderr
+    assert not (tmp_path / "events").exists()  # no pretraining, training or sweep here
+    assert all((tmp_path / "out" / "sweeps" / n / "sweep.json").exists() for n in "ab")
+
+
 def test_a_model_with_pre_from_waits_for_a_pretraining_another_worker_holds(tmp_path):
     (tmp_path / "out/ckpt/a_pre").mkdir(parents=True)
     holder = open(tmp_path / "out/ckpt/a_pre/.lock", "w")
