@@ -24,6 +24,9 @@ jobs_list() {
   sweep_rest
   sweep mt66_p02:search "6-6 p=0.2 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
     --prune-args "--data $DATA_BIN"
+  # every other always drops the last layer: how much of p = 0's fall at half depth is that?
+  sweep mt66_p0:search "6-6 p=0 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
+    --prune-args "--data $DATA_BIN"
   # issue 13 (docs/speculative.md): drafts of the decoder; 64 new tokens cover 95% of test targets
   local name
   for name in mt66_p0 mt66_p02 mt66_p05; do alpha "$name" 1,2,3,4,5 every-other,first 64; done
