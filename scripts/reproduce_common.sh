@@ -170,12 +170,14 @@ sweep() {
   local spec=$1 name=${1%%:*} dir="$OUT/sweeps/${1//:/_}" label=$2 depths=$3; shift 3
   mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "sweep ${spec//:/ }: done before"; return; fi
-  if committed "$name" && [[ -f "$RESULTS/${spec//:/_}.json" ]]; then
-    cp "$RESULTS/${spec//:/_}.json" "$dir/sweep.json"; touch "$dir/.done"; log "sweep ${spec//:/ }: committed"; return
-  fi
-  if committed "$name" && [[ ! -f "$OUT/ckpt/$name/checkpoint_best.pt" ]]; then
-    log "sweep ${spec//:/ }: $name was trained on another machine (its results are committed), no checkpoint here"
-    return
+  if committed "$name"; then
+    if [[ -f "$RESULTS/${spec//:/_}.json" ]]; then
+      cp "$RESULTS/${spec//:/_}.json" "$dir/sweep.json"; touch "$dir/.done"; log "sweep ${spec//:/ }: committed"; return
+    fi
+    if [[ ! -f "$OUT/ckpt/$name/checkpoint_best.pt" ]]; then
+      log "sweep ${spec//:/ }: $name was trained on another machine (its results are committed), no checkpoint here"
+      return
+    fi
   fi
   if ! trained "$name"; then log "sweep ${spec//:/ }: $name is training in another worker, which sweeps it next"; return; fi
   if ! lock "$dir/.lock"; then log "sweep ${spec//:/ }: another worker has it"; return; fi
@@ -185,6 +187,12 @@ sweep() {
     --out-dir "$dir" --label "$label" --threads "$OMP_NUM_THREADS" "$@"
   touch "$dir/.done"
   unlock
+}
+
+# search_sweep NAME LABEL: sweep NAME's layers chosen by search on valid ($DATA_BIN's valid subset)
+# as NAME:search, labelled "LABEL search-on-valid"
+search_sweep() {
+  sweep "$1:search" "$2 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid --prune-args "--data $DATA_BIN"
 }
 
 # beats_baseline NAME BASELINES.json METRIC: NAME's full-depth METRIC in its sweep is above every

@@ -37,8 +37,7 @@ jobs_list() {
   sweep_rest
   # every other always drops the last layer: does p = 0 fail at half depth for that? (search on valid
   # kept it and gained the summarization p = 0 model 4.7 ROUGE-L at half depth)
-  sweep lm8_p0_s1:search "8L p=0 search-on-valid (seed 1)" all "${EVAL[@]}" --strategy search-on-valid \
-    --prune-args "--data $DATA_BIN"
+  search_sweep lm8_p0_s1 "8L p=0 (seed 1)"
   alpha lm8_p05_ee_s1 1,2,3,4,5,6,7 every-other,first  # as docs/results/speculative/alpha_lm8_p05_s1.json
 }
 run_all "kernel-doc LM: test perplexity vs depth (best validation checkpoints)"

@@ -22,11 +22,9 @@ jobs_list() {
   model mt66_p05 "6-6 p=0.5" all --decoder-layers 6 --encoder-layerdrop 0.5 --decoder-layerdrop 0.5
   model mt63_scratch "6-3 scratch" 3 --decoder-layers 3 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
   sweep_rest
-  sweep mt66_p02:search "6-6 p=0.2 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
-    --prune-args "--data $DATA_BIN"
+  search_sweep mt66_p02 "6-6 p=0.2"
   # every other always drops the last layer: how much of p = 0's fall at half depth is that?
-  sweep mt66_p0:search "6-6 p=0 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
-    --prune-args "--data $DATA_BIN"
+  search_sweep mt66_p0 "6-6 p=0"
   # issue 13 (docs/speculative.md): drafts of the decoder; 64 new tokens cover 95% of test targets
   local name
   for name in mt66_p0 mt66_p02 mt66_p05; do alpha "$name" 1,2,3,4,5 every-other,first 64; done

@@ -45,12 +45,13 @@ once lead "$BIN/python" scripts/lead_baseline.py "$DATA_SRC" -o "$OUT/results/le
 TRAIN=("${SUM_RECIPE[@]}" --dropout "${SUM_DROPOUT:-0.1}" --patience "${PATIENCE:-3}"
        --max-update "${MAX_UPDATE:-24000}")  # the cap is a guard (see reproduce_mt.sh)
 BUILD=model
+SUM_PRE_UPDATES=${SUM_PRE_UPDATES:-3000}
 if [[ -n "${SUM_PRETRAIN:-}" ]]; then  # recipe 3: the encoded training documents, same dictionary
   PRE_BIN="$OUT/data-bin-denoise"
   once denoise "$BIN/fairseq-preprocess" --only-source --srcdict "$DATA_BIN/dict.doc.txt" \
     --trainpref "$DATA_BIN/tok/train.doc" --validpref "$DATA_BIN/tok/valid.doc" --destdir "$PRE_BIN" --workers 1
   PRE_TRAIN=("${SUM_PRETRAIN_RECIPE[@]}" --dropout "${SUM_DROPOUT:-0.1}" --patience "${PATIENCE:-3}"
-             --max-update "${SUM_PRE_UPDATES:-3000}")
+             --max-update "$SUM_PRE_UPDATES")
   FINETUNE=(--lr "${SUM_FT_LR:-1e-3}")
   BUILD=pretrained_model
 fi
@@ -69,14 +70,12 @@ jobs_list() {
     # the 6-3 model's pretraining gets twice the budget: after 2000 of its 3000 updates it had not
     # begun to copy (valid loss 6.32 against 4.48 for 6-6; docs/results/README.md), and the baseline
     # of the claim must not be the model held back
-    PRE_UPDATES=$((2 * ${SUM_PRE_UPDATES:-3000})) \
+    PRE_UPDATES=$((2 * SUM_PRE_UPDATES)) \
       $BUILD sum63_scratch "6-3 scratch" 3 --decoder-layers 3 --encoder-layerdrop 0.0 --decoder-layerdrop 0.0
     sweep_rest
     # does every other keep the right layers? search on valid for both 6-6 models
-    sweep sum66_p05:search "6-6 p=0.5 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
-      --prune-args "--data $DATA_BIN"
-    sweep sum66_p0:search "6-6 p=0 search-on-valid" all "${EVAL[@]}" --strategy search-on-valid \
-      --prune-args "--data $DATA_BIN"
+    search_sweep sum66_p05 "6-6 p=0.5"
+    search_sweep sum66_p0 "6-6 p=0"
   else
     log "sum66_p05, sum63_scratch: wait for sum66_p0 to clear the lead baselines (SUM_ALL=1 trains them now)"
     sweep_rest

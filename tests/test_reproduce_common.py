@@ -27,6 +27,7 @@ sleep 60
 """
 FAKE_SWEEP = """#!/bin/bash
 echo "sweep $(basename "$(dirname "$1")")" >> "$FAKE_EVENTS"
+[[ -n "$FAKE_SWEEP_ARGS" ]] && echo "$*" >> "$FAKE_SWEEP_ARGS"
 while (($#)); do [[ $1 == --out-dir ]] && echo '{"rows": []}' > "$2/sweep.json"; shift; done
 """
 
@@ -103,12 +104,19 @@ def test_pre_updates_caps_that_models_pretraining_only(tmp_path):
     assert "--max-update" not in fine_a + pre_b + fine_b
 
 
+def commit_runs(res, names, sweeps):
+    """RESULTS dir RES holding NAMES as committed runs (a finished curve each) and the sweeps SWEEPS
+    (file stems, e.g. a_search), each a row tagged with its stem."""
+    (res / "curves").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (res / "curves" / f"{name}.json").write_text(f'{{"name": "{name}", "finished": true, "points": []}}')
+    for stem in sweeps:
+        (res / f"{stem}.json").write_text(json.dumps({"rows": [{"depth": 1, "tag": stem}]}))
+
+
 def test_pretrained_runs_committed_from_another_machine_are_neither_pretrained_nor_trained_again(tmp_path):
     res = tmp_path / "res"
-    (res / "curves").mkdir(parents=True)
-    for name in ("a", "b"):  # committed: a finished curve and a sweep; no pretraining is ever a sweep
-        (res / "curves" / f"{name}.json").write_text(f'{{"name": "{name}", "finished": true, "points": []}}')
-        (res / f"{name}.json").write_text('{"rows": []}')
+    commit_runs(res, "ab", "ab")  # no pretraining is ever committed: it has no sweep
     jobs = f"RESULTS={res}; {PRE_JOBS}pretrained_model a A all; PRE_FROM=a pretrained_model b B all; sweep_rest; echo went-on"
     done = run_queue(tmp_path, "9.0", jobs)
     assert done.returncode == 0 and done.stdout.strip() == "went-on", done.stderr
@@ -208,10 +216,7 @@ def test_a_run_committed_from_another_machine_is_not_swept_again(tmp_path):
     """Its committed sweeps are copied, tag included; a sweep never committed is skipped with a notice
     (no checkpoint here), and the worker goes on."""
     res = tmp_path / "res"
-    (res / "curves").mkdir(parents=True)
-    (res / "curves" / "a.json").write_text('{"name": "a", "finished": true, "points": []}')
-    for name in ("a", "a_search"):
-        (res / f"{name}.json").write_text(json.dumps({"rows": [{"depth": 1, "tag": name}]}))
+    commit_runs(res, ["a"], ["a", "a_search"])
     jobs = f"RESULTS={res}; EVAL=(--task lm); sweep a A all; sweep a:search A2 all; sweep a:learned A3 all; echo went-on"
     out = run_queue(tmp_path, "", jobs)
     assert out.returncode == 0 and out.stdout.strip() == "went-on", out.stderr
@@ -221,6 +226,18 @@ def test_a_run_committed_from_another_machine_is_not_swept_again(tmp_path):
         assert json.loads((sweeps / name / "sweep.json").read_text())["rows"][0]["tag"] == name
     assert "sweep a learned: a was trained on another machine" in out.stderr
     assert not (sweeps / "a_learned" / ".done").exists()
+
+
+def test_search_sweep_prunes_by_search_on_the_data_valid_subset_into_its_own_sweep(tmp_path):
+    (tmp_path / "out" / "ckpt" / "a").mkdir(parents=True)
+    (tmp_path / "out" / "ckpt" / "a" / ".done").touch()
+    cmd, env = queue_command(tmp_path, "", "DATA_BIN=/bin-a; EVAL=(--task x); search_sweep a 'p=0'",
+                             FAKE_SWEEP_ARGS=str(tmp_path / "sweep_args"))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    args = (tmp_path / "sweep_args").read_text()
+    assert "--label p=0 search-on-valid" in args and "--task x --strategy search-on-valid --prune-args --data /bin-a" in args
+    assert (tmp_path / "out" / "sweeps" / "a_search" / ".done").exists()
 
 
 def test_a_sweep_of_a_training_that_failed_stops_the_worker(tmp_path):
