@@ -11,7 +11,9 @@
 # Environment of every reproduction (besides each script's own): JOBS (workers, default 1),
 # WORKER (run as worker N: train and sweep, no report), PUBLISH (copy finished results to RESULTS
 # instead of running), RESULTS (default docs/results/TASK), OUT (default work/reproduce_TASK),
-# BIN (default .venv/bin), PLATEAU_POLL (seconds between plateau checks, default 15), PLOT_YMAX.
+# BIN (default .venv/bin), PLATEAU_POLL (seconds between plateau checks, default 15), PLOT_YMAX,
+# ONLY (comma-separated run names: train, sweep and measure only these; committed runs are copied
+# as always, and the others are skipped, e.g. ONLY=lm8_p0_s1 to redo one run and its sweeps).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -27,6 +29,13 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-
 committed() {
   [[ -n "${RESULTS:-}" && -f "$RESULTS/$1.json" && -f "$RESULTS/curves/$1.json" ]] \
     && grep -q '"finished": true' "$RESULTS/curves/$1.json"
+}
+
+# wanted NAME: ONLY is unset or lists NAME (NAME_pre and NAME:TAG count as NAME)
+wanted() {
+  local name=${1%%:*}
+  name=${name%_pre}
+  [[ -z "${ONLY:-}" || ",$ONLY," == *",$name,"* ]]
 }
 
 # paths TASK DATA: where a reproduction reads and writes; the environment wins. DATA_SRC: the raw
@@ -108,12 +117,13 @@ train() {
   local name=$1; shift
   local dir="$OUT/ckpt/$name" patience
   patience=$(option_value --patience "$@")
-  mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "train $name: done before"; return; fi
   if committed "$name"; then
     log "train $name: final result committed in $RESULTS"
     mkdir -p "$OUT/curves"; cp "$RESULTS/curves/$name.json" "$OUT/curves/"; return
   fi
+  if ! wanted "$name"; then log "train $name: not in ONLY"; return; fi
+  mkdir -p "$dir"
   if ! lock "$dir/.lock"; then log "train $name: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi
   local start=$SECONDS rc=0 pid watcher why
@@ -168,8 +178,8 @@ trained() {
 # of a run committed from another machine (no checkpoint here) is skipped with a notice.
 sweep() {
   local spec=$1 name=${1%%:*} dir="$OUT/sweeps/${1//:/_}" label=$2 depths=$3; shift 3
-  mkdir -p "$dir"
   if [[ -f "$dir/.done" ]]; then log "sweep ${spec//:/ }: done before"; return; fi
+  mkdir -p "$dir"
   if committed "$name"; then
     if [[ -f "$RESULTS/${spec//:/_}.json" ]]; then
       cp "$RESULTS/${spec//:/_}.json" "$dir/sweep.json"; touch "$dir/.done"; log "sweep ${spec//:/ }: committed"; return
@@ -179,6 +189,7 @@ sweep() {
       return
     fi
   fi
+  if ! wanted "$spec"; then log "sweep ${spec//:/ }: not in ONLY"; return; fi
   if ! trained "$name"; then log "sweep ${spec//:/ }: $name is training in another worker, which sweeps it next"; return; fi
   if ! lock "$dir/.lock"; then log "sweep ${spec//:/ }: another worker has it"; return; fi
   if [[ -f "$dir/.done" ]]; then unlock; return; fi  # swept by the worker that held the lock
@@ -219,7 +230,7 @@ EOF
 alpha() {
   local name=$1 out="$OUT/alpha/$1.json" new=${4:-32}
   mkdir -p "$OUT/alpha"
-  if [[ -f "$out" ]] || ! trained "$name"; then return; fi
+  if [[ -f "$out" ]] || ! wanted "$name" || ! trained "$name"; then return; fi
   if [[ ! -f "$OUT/ckpt/$name/checkpoint_best.pt" ]]; then log "alpha $name: no checkpoint here"; return; fi
   if ! lock "$out.lock"; then return; fi
   if [[ ! -f "$out" ]]; then
@@ -251,6 +262,7 @@ model() {
 pretrained_model() {
   local name=$1 label=$2 depths=$3; shift 3
   local pre="${PRE_FROM:-$name}_pre"
+  if ! committed "$name" && ! wanted "$name"; then log "$name: not in ONLY"; return; fi
   if ! committed "$name"; then  # a run committed from another machine needs no pretraining here
     [[ -n "${PRE_FROM:-}" ]] \
       || DATA_BIN=$PRE_BIN train "$pre" "${PRE_TRAIN[@]}" ${PRE_UPDATES:+--max-update "$PRE_UPDATES"} "$@"

@@ -124,6 +124,22 @@ def test_pretrained_runs_committed_from_another_machine_are_neither_pretrained_n
     assert all((tmp_path / "out" / "sweeps" / n / "sweep.json").exists() for n in "ab")
 
 
+def test_only_trains_and_sweeps_the_runs_it_names_and_still_copies_the_committed_ones(tmp_path):
+    res = tmp_path / "res"
+    commit_runs(res, ["a"], ["a"])
+    jobs = (f"RESULTS={res}; {PRE_JOBS}model a A all; model b B all; model c C all; pretrained_model d D all; "
+            "search_sweep b B; search_sweep c C; alpha c 1 first; sweep_rest; echo went-on")
+    cmd, env = queue_command(tmp_path, "9.0", jobs, FAKE_EXIT="1", ONLY="x,b")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "went-on", done.stderr
+    assert (tmp_path / "events").read_text().splitlines() == ["train b", "sweep b", "sweep b"]  # b, then b:search
+    out = tmp_path / "out"
+    assert (out / "sweeps" / "a" / "sweep.json").exists() and (out / "sweeps" / "b_search" / ".done").exists()
+    assert not any((out / "ckpt" / n).exists() for n in ("c", "d", "d_pre")) and not (out / "alpha" / "c.json").exists()
+    for notice in ("train c: not in ONLY", "sweep c search: not in ONLY", "d: not in ONLY"):
+        assert notice in done.stderr
+
+
 def test_a_model_with_pre_from_waits_for_a_pretraining_another_worker_holds(tmp_path):
     (tmp_path / "out/ckpt/a_pre").mkdir(parents=True)
     holder = open(tmp_path / "out/ckpt/a_pre/.lock", "w")
