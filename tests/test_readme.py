@@ -1,5 +1,7 @@
-"""README section 3 lists exactly the options, defaults, strategies and names the code defines."""
+"""README section 3 lists exactly the options, defaults, strategies and names the code defines;
+section 5's file tree names every module and script, and only files that exist."""
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from fairseq_layerdrop.options import EarlyExitOptions, LayerDropOptions
 
 fairseq_layerdrop.register()
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 OPTIONS = README.split("## 3. Options", 1)[1].split("## 4.", 1)[0]
 FLAG = re.compile(r"--[a-z0-9][a-z0-9-]*")
 
@@ -136,3 +139,24 @@ def names_after(label: str) -> set:
 def test_readme_names_every_registered_architecture_and_criterion():
     assert names_after("Architectures (`--arch`): ") == {a for a in ARCH_MODEL_REGISTRY if "_layerdrop" in a}
     assert names_after("Criteria: ") == {c for c in CRITERION_REGISTRY if "_layerdrop" in c}
+
+
+def expand(token: str) -> list:
+    """Brace expansion as the shell does it: reproduce_{lm,mt}.sh -> reproduce_lm.sh, reproduce_mt.sh."""
+    brace = re.search(r"\{([^}]*)\}", token)
+    if not brace:
+        return [token]
+    return [name for alt in brace.group(1).split(",") for name in expand(token[:brace.start()] + alt + token[brace.end():])]
+
+
+def test_file_tree_names_every_module_and_script_and_nothing_that_is_gone():
+    tree = README.split("## 5. Files", 1)[1].split("```", 2)[1]
+    named = {name for token in re.findall(r"[\w{},.-]+\.(?:py|sh|md|txt|toml|ini)\b", tree) for name in expand(token)}
+    files = {path.name for folder in ("fairseq_layerdrop", "scripts", "benchmarks") for path in (ROOT / folder).iterdir()
+             if path.suffix in (".py", ".sh") and path.name != "__init__.py"}
+    assert files - named == set(), "not in README section 5"
+    ours = set()
+    for folder, subfolders, names in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "work"]  # not .venv, .git, runs
+        ours.update(names)
+    assert named - ours == set(), "in README section 5, not here"
