@@ -8,8 +8,12 @@ import textwrap
 from collections import defaultdict
 from pathlib import Path
 
+from fairseq_layerdrop.errors import show
+from fairseq_layerdrop.result_files import write_file
+
 METRICS = (("bleu", "BLEU (sacrebleu)"), ("rougeL", "ROUGE-L F1"), ("ppl", "perplexity (lower is better)"))
 TITLE_WIDTH = 90  # characters per title line that fit a 10-inch figure
+MAX_LINES = 40  # models on one figure: more would not be read (and the legend alone takes minutes)
 
 
 TASK_METRIC = {"summarization": "rougeL"}  # a summarization sweep scores BLEU too; ROUGE is its measure
@@ -75,11 +79,15 @@ def sweep_figure(rows, title=None, speed=True, ymax=None):
     axis (linear then): a point above it is drawn on the cap as a triangle, its value written in
     the line's colour (several at one depth: one under the other).
     """
-    plt = import_pyplot()
     key, ylabel = main_metric(rows)
     by_label = defaultdict(list)
     for row in rows:
+        if not isinstance(row.get(key), (int, float)):
+            raise ValueError(f"{show(row['label'])} at depth {row['depth']} has no {key}")
         by_label[row["label"]].append(row)
+    if len(by_label) > MAX_LINES:
+        raise ValueError(f"{len(by_label)} models (labels): more than the {MAX_LINES} lines one figure shows")
+    plt = import_pyplot()
     fig, axes = plt.subplots(1, 2 if speed else 1, figsize=(10, 4) if speed else (6, 4), squeeze=False)
     ax_q, ax_s = axes[0][0], axes[0][-1] if speed else None
     stacked = defaultdict(int)  # capped values written so far at each depth: the next goes below
@@ -107,7 +115,8 @@ def sweep_figure(rows, title=None, speed=True, ymax=None):
         panels.append(ax_s)
     for ax in panels:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # the speed panel of rows without speeds has no lines
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(textwrap.fill(title, int(TITLE_WIDTH * fig.get_figwidth() / 10)))
     fig.tight_layout()
@@ -115,8 +124,10 @@ def sweep_figure(rows, title=None, speed=True, ymax=None):
 
 
 def plot_sweeps(rows, out_png, title=None, speed=True, ymax=None) -> Path:
-    """Write :func:`sweep_figure` as a PNG."""
+    """Write :func:`sweep_figure` as a PNG, all or nothing."""
     fig = sweep_figure(rows, title, speed=speed, ymax=ymax)
-    fig.savefig(out_png, dpi=120)
-    import_pyplot().close(fig)
+    try:
+        write_file(out_png, lambda f: fig.savefig(f, dpi=120, format="png"))
+    finally:
+        import_pyplot().close(fig)
     return Path(out_png)

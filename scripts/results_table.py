@@ -2,11 +2,11 @@
 
     python scripts/results_table.py work/reproduce_lm/sweeps/*/sweep.json
 """
-import json
 import re
 import statistics
 
 from fairseq_layerdrop.cli.boundary import OneLineParser
+from fairseq_layerdrop.result_files import read_sweep
 
 COLUMNS = [("label", "model"), ("depth", "layers kept"), ("bleu", "BLEU"), ("rouge1", "R-1"),
            ("rouge2", "R-2"), ("rougeL", "R-L"), ("ppl", "ppl"), ("distinct_outputs", "distinct outputs"),
@@ -66,21 +66,6 @@ def merge_seeds(rows, metric: str):
     return merged
 
 
-def check_rows(rows, metric=None) -> list:
-    """The rows of one sweep.json if each is an object with a text label, an integer depth and, for
-    ``metric``, a number or nothing; else ``ValueError`` naming what is wrong."""
-    if not isinstance(rows, list):
-        raise ValueError("'rows' is not a list")
-    for i, row in enumerate(rows):
-        if not (isinstance(row, dict) and isinstance(row.get("label"), str)
-                and isinstance(row.get("depth"), int) and not isinstance(row.get("depth"), bool)):
-            raise ValueError(f"row {i} needs a text 'label' and an integer 'depth'")
-        value = row.get(metric) if metric else None
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"row {i}: {metric} is not a number")
-    return rows
-
-
 def main():
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep.json files")
@@ -91,9 +76,8 @@ def main():
     rows = []
     for path in args.sweeps:
         try:
-            with open(path) as f:
-                rows += check_rows(json.load(f)["rows"], args.pivot)
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            rows += read_sweep(path, args.pivot)
+        except (OSError, ValueError) as err:
             p.exit(2, f"{p.prog}: error: {path}: not a readable sweep.json ({type(err).__name__}: {err})\n")
     if args.pivot and not any(args.pivot in row for row in rows):
         p.exit(2, f"{p.prog}: error: --pivot {args.pivot}: no such metric in these sweeps\n")

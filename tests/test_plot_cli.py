@@ -42,19 +42,58 @@ def test_a_summarization_sweep_plots_rouge_not_the_bleu_it_also_scores(tmp_path,
     assert plotting.main_metric(rows) == ("bleu", "BLEU (sacrebleu)")
 
 
+def rows_json(rows) -> str:
+    return json.dumps({"rows": rows})
+
+
+MANY_MODELS = rows_json([{"label": f"m{i}", "depth": 1, "ppl": 1.0} for i in range(plotting.MAX_LINES + 1)])
+
+
 @pytest.mark.parametrize("content,message", [
     ("{not json", "JSONDecodeError"),
-    ('{"no_rows": []}', "KeyError: 'rows'"),
-    ('{"rows": [{"label": "x", "depth": 1}]}', "no BLEU, ROUGE or perplexity"),
-    (None, "FileNotFoundError")])
-def test_bad_sweep_files_are_one_line_and_exit_2(content, message, tmp_path, capsys):
+    ('{"no_rows": []}', "not a sweep (no 'rows')"),
+    ("[1, 2]", "not a sweep (no 'rows')"),
+    ('{"rows": [1, 2]}', "row 0 needs a text 'label' and an integer 'depth' >= 1"),
+    (rows_json([{"label": "x", "depth": 0, "ppl": 3.0}]), "row 0 needs a text 'label' and an integer 'depth' >= 1"),
+    (rows_json([{"label": "x", "depth": 1}]), "no BLEU, ROUGE or perplexity"),
+    (rows_json([{"label": "x", "depth": 1, "bleu": 2.0}, {"label": "y", "depth": 1, "ppl": 9.0}]), "y at depth 1 has no bleu"),
+    (rows_json([{"label": "x", "depth": 1, "bleu": "2"}]), "x at depth 1 has no bleu"),
+    ('{"rows": [{"label": "x", "depth": 1, "ppl": NaN}]}', "NaN is not a number JSON allows"),
+    ('{"rows": [{"label": "x", "depth": 1, "ppl": Infinity}]}', "Infinity is not a number JSON allows"),
+    (rows_json([{"label": "x", "depth": 1, "ppl": 1.0}] * 1001), "1001 rows, more than the 1000"),
+    (" " * (4 << 20) + "{}", "larger than the 4 MiB"),
+    (b'{"rows": [{"label": "\xff", "depth": 1}]}', "not JSON text (UnicodeDecodeError)"),
+    ("[" * 100000 + "]" * 100000, "not JSON text (RecursionError)"),
+    (MANY_MODELS, f"{plotting.MAX_LINES + 1} models (labels): more than the {plotting.MAX_LINES} lines"),
+    (None, "FileNotFoundError")], ids=lambda v: str(v)[:40])
+def test_bad_sweep_files_are_one_line_and_exit_2_and_write_nothing(content, message, tmp_path, capsys):
     bad = tmp_path / "bad.json"
-    if content is not None:
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    elif content is not None:
         bad.write_text(content)
     assert plot.main([str(bad), "-o", str(tmp_path / "out.png")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("fairseq-layerdrop-plot: error: ") and message in err
-    assert not (tmp_path / "out.png").exists()
+    assert err.count("\n") == 1 and err.startswith("fairseq-layerdrop-plot: error: ") and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"] * (content is not None)
+
+
+def test_a_file_error_names_the_file_escaped(tmp_path, capsys):
+    bad = tmp_path / "two\nlines.json"
+    bad.write_text("[]")
+    assert plot.main([str(bad), "-o", str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "two\\nlines.json: not a readable sweep.json" in err
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    good = sweep_json(tmp_path / "a.json", "p=0", 0.0)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "old.png").write_bytes(b"old")
+    assert plot.main([good, "-o", str(tmp_path / "taken")]) == 2  # a directory: the rename fails
+    assert "IsADirectoryError" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "old.png", "taken"]  # no temporary left
+    assert plot.main([good, "-o", str(tmp_path / "old.png")]) == 0 and (tmp_path / "old.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("argv,message", [(["x.json"], "the following arguments are required: -o/--output"),

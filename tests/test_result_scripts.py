@@ -142,7 +142,8 @@ def test_stalled_takes_every_sitting_as_one_run(tmp_path):
 @pytest.mark.parametrize("rows,message", [
     ('"abc"', "'rows' is not a list"), ("[1]", "row 0 needs a text 'label' and an integer 'depth'"),
     ('[{"label": "a", "depth": "2"}]', "row 0 needs a text 'label'"),
-    ('[{"label": "a", "depth": 2, "ppl": "7"}]', "row 0: ppl is not a number")])
+    ('[{"label": "a", "depth": 2, "ppl": "7"}]', "row 0: ppl is not a finite number"),
+    ('[{"label": "a", "depth": 2, "ppl": NaN}]', "NaN is not a number JSON allows")])
 def test_results_table_refuses_malformed_rows_in_one_line(rows, message, tmp_path):
     bad = tmp_path / "sweep.json"
     bad.write_text('{"rows": %s}' % rows)

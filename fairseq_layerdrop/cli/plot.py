@@ -3,14 +3,19 @@
     fairseq-layerdrop-plot sweeps/*/sweep.json -o results/lm.png --title "kernel-doc LM"
     fairseq-layerdrop-plot sweeps/*/sweep.json -o lm.png --quality-only --ymax 400
 """
-import json
 import sys
 
 from fairseq_layerdrop import plotting
 from fairseq_layerdrop.cli.boundary import OneLineParser, positive_float
-from fairseq_layerdrop.errors import one_line
+from fairseq_layerdrop.errors import one_line, show
+from fairseq_layerdrop.result_files import read_sweep
 
 PROG = "fairseq-layerdrop-plot"
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+    return 2
 
 
 def main(argv=None) -> int:
@@ -24,17 +29,17 @@ def main(argv=None) -> int:
                    help="cap the quality axis here (linear scale); points above it are marked and labelled")
     args = p.parse_args(argv)
     if not plotting.available():
-        print(f"{PROG}: error: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
-        return 2
+        return _error("matplotlib is not installed (pip install matplotlib)")
     rows = []
+    for path in args.sweeps:
+        try:
+            rows += read_sweep(path)
+        except (OSError, ValueError) as err:
+            return _error(f"{show(path)}: not a readable sweep.json ({type(err).__name__}: {err})")
     try:
-        for path in args.sweeps:
-            with open(path) as f:
-                rows += json.load(f)["rows"]
         plotting.plot_sweeps(rows, args.output, args.title, speed=not args.quality_only, ymax=args.ymax)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        print(f"{PROG}: error: {one_line(f'{type(err).__name__}: {err}')}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as err:
+        return _error(f"{type(err).__name__}: {err}")
     print(f"{PROG}: wrote {args.output}", file=sys.stderr)
     return 0
 
