@@ -79,12 +79,65 @@ def test_missing_checkpoint_is_one_line_exit_2_and_creates_nothing(tmp_path, cap
     assert not out_dir.exists()
 
 
-def test_an_unusable_out_dir_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+def fake_checkpoint(tmp_path, monkeypatch, task="lm"):
+    """A checkpoint path the patched full_depths reads as 4 decoder layers, and data with a test split."""
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"read by the patched full_depths only")
     monkeypatch.setattr(sweep, "full_depths", lambda path: {"decoder": 4})
+    data = tmp_path / "data-bin"
+    data.mkdir()
+    (data / ("test.bin" if task == "lm" else "test.en-de.en.bin")).write_bytes(b"")
+    return str(ckpt), str(data)
+
+
+def test_an_unusable_out_dir_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    ckpt, data = fake_checkpoint(tmp_path, monkeypatch)
     taken = tmp_path / "a_file"
     taken.write_text("not a directory")
-    assert sweep.main([str(ckpt), "data-bin", "--task", "lm", "--out-dir", str(taken)]) == 2
+    assert sweep.main([ckpt, data, "--task", "lm", "--out-dir", str(taken)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "error: FileExistsError" in err and taken.read_text() == "not a directory"
+    assert err.count("\n") == 1 and "exists and is not a directory" in err and taken.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("task,data,message", [
+    ("lm", "missing", "data directory not found: "),
+    ("lm", "empty", "no test split (test.bin); binarize it with fairseq-preprocess"),
+    ("translation", "lm-only", "no test split (test.*-*.*.bin)"),
+    ("lm", "shards", "data directory not found: "),  # DIR1:DIR2, the second missing
+])
+def test_data_without_the_split_is_refused_before_anything_is_pruned(task, data, message, monkeypatch, tmp_path, capsys):
+    ckpt, good = fake_checkpoint(tmp_path, monkeypatch)
+    (tmp_path / "empty").mkdir()
+    paths = {"missing": tmp_path / "none", "empty": tmp_path / "empty", "lm-only": good,
+             "shards": f"{good}:{tmp_path / 'none'}"}
+    monkeypatch.setattr(sweep, "prune", lambda *a: pytest.fail("pruned before the data were checked"))
+    out_dir = tmp_path / "out"
+    assert sweep.main([ckpt, str(paths[data]), "--task", task, "--out-dir", str(out_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not out_dir.exists()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_depth_leaves_no_pruned_model_and_no_directory_it_made(existing, monkeypatch, tmp_path, capsys):
+    ckpt, data = fake_checkpoint(tmp_path, monkeypatch)
+    out_dir = tmp_path / "out"
+    if existing:
+        out_dir.mkdir()
+        (out_dir / "notes.txt").write_text("mine")
+    monkeypatch.setattr(sweep, "prune", lambda args, depth, out: out.write_bytes(b"pruned"))
+    monkeypatch.setattr(sweep, "checkpoint_stats", lambda path: {"layers": {"decoder": 1}, "kept": {}, "params": 1,
+                                                                "bytes": 6, "plain_config": True})
+
+    def evaluate(args, ckpt, plain):
+        if ckpt.name == "depth2.pt":
+            raise evaluation.EvalError("fairseq-eval-lm failed (exit 1): no such split")
+        return {"ppl": 10.0}
+
+    monkeypatch.setattr(sweep, "evaluate", evaluate)
+    assert sweep.main([ckpt, data, "--task", "lm", "--out-dir", str(out_dir), "--depths", "1,2,3"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "fairseq-layerdrop-sweep: error: fairseq-eval-lm failed (exit 1): no such split"
+    if existing:
+        assert sorted(p.name for p in out_dir.iterdir()) == ["notes.txt"]
+    else:
+        assert not out_dir.exists()

@@ -104,6 +104,30 @@ def evaluate(args, ckpt: Path, plain_config: bool = True) -> dict:
     return res
 
 
+def check_data(data: str, subset: str, task: str) -> None:
+    """Refuse a data directory without the split to score before anything is pruned (fairseq's
+    ``DIR1:DIR2`` shards: each a directory, the split read from the first)."""
+    shards = data.split(os.pathsep)
+    for shard in shards:
+        if not os.path.isdir(shard):
+            raise ValueError(f"data directory not found: {show(shard)}")
+    pattern = f"{subset}.bin" if task == "lm" else f"{subset}.*-*.*.bin"
+    if not any(Path(shards[0]).glob(pattern)):
+        raise ValueError(f"{show(shards[0])}: no {show(subset)} split ({show(pattern)}); binarize it with fairseq-preprocess")
+
+
+def depth_row(args, depth: int, pruned: Path, label: str) -> dict:
+    """Prune to ``depth`` into ``pruned``, score it, and describe it as one row of the sweep."""
+    prune(args, depth, pruned)
+    stats = checkpoint_stats(str(pruned))
+    start = time.perf_counter()
+    metrics = evaluate(args, pruned, stats["plain_config"])
+    return {"label": label, "task": args.task, "stack": args.stack, "strategy": args.strategy,
+            "depth": depth, "layers": json.dumps(stats["layers"]), "kept": json.dumps(stats["kept"]),
+            "params": stats["params"], "file_mb": round(stats["bytes"] / 2**20, 2),
+            "eval_wall_s": round(time.perf_counter() - start, 2), **metrics}
+
+
 def sweep(args) -> list:
     layers = full_depths(args.checkpoint)  # a bad checkpoint or request is refused before anything is created
     stacks = [s for s in (("encoder", "decoder") if args.stack == "both" else (args.stack,))]
@@ -111,23 +135,26 @@ def sweep(args) -> list:
     if missing:
         raise ValueError(f"the checkpoint has no {missing[0]} stack (it has: {', '.join(layers)})")
     depths = depth_list(args.depths, min(layers[s] for s in stacks))
+    check_data(args.data, args.subset, args.task)
     out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out-dir {show(args.out_dir)} exists and is not a directory")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     label = args.label or Path(args.checkpoint).stem
-    rows = []
-    for depth in tqdm(depths, desc=f"{label}: depths", unit="depth", file=sys.stderr):
-        pruned = out_dir / f"depth{depth}.pt"
-        prune(args, depth, pruned)
-        stats = checkpoint_stats(str(pruned))
-        start = time.perf_counter()
-        metrics = evaluate(args, pruned, stats["plain_config"])
-        row = {"label": label, "task": args.task, "stack": args.stack, "strategy": args.strategy,
-               "depth": depth, "layers": json.dumps(stats["layers"]), "kept": json.dumps(stats["kept"]),
-               "params": stats["params"], "file_mb": round(stats["bytes"] / 2**20, 2),
-               "eval_wall_s": round(time.perf_counter() - start, 2), **metrics}
-        rows.append(row)
-        if not args.keep_models:
-            pruned.unlink()
+    rows, pruned = [], None
+    try:
+        for depth in tqdm(depths, desc=f"{label}: depths", unit="depth", file=sys.stderr):
+            pruned = out_dir / f"depth{depth}.pt"
+            rows.append(depth_row(args, depth, pruned, label))
+            if not args.keep_models:
+                pruned.unlink()
+    except BaseException:  # a failed depth leaves neither its pruned model nor a directory we made
+        if pruned is not None and not args.keep_models:
+            pruned.unlink(missing_ok=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     return rows
 
 
