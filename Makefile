@@ -16,9 +16,11 @@ demo: env
 test: env
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
 
-# pyflakes errors, import order, unused names (ruff, pinned in requirements.txt; rules in ruff.toml)
+# pyflakes errors, import order, unused names (ruff, pinned in requirements.txt; rules in ruff.toml);
+# the shell scripts with shellcheck (pinned too; settings in .shellcheckrc)
 lint: env
 	$(PY) -m ruff check fairseq_layerdrop scripts benchmarks tests
+	.venv/bin/shellcheck -S warning scripts/*.sh benchmarks/*.sh .ci/run
 
 bench: env
 	bash benchmarks/run_all.sh

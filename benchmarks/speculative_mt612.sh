@@ -22,8 +22,9 @@ say() { echo "speculative_mt612.sh: $*" >&2; }
 
 # compare MODEL: fairseq-layerdrop-generate --compare on the whole test split, its summary lines kept
 compare() {
-  local ckpt="$OUT/ckpt/$1/checkpoint_best.pt" log="$OUT/generate_compare_$1" cmd
-  cmd=("$BIN/fairseq-layerdrop-generate" "$OUT/data-bin" --path "$ckpt" --beam 1 --batch-size 1 $DRAFT
+  local ckpt="$OUT/ckpt/$1/checkpoint_best.pt" log="$OUT/generate_compare_$1" cmd draft
+  read -r -a draft <<< "$DRAFT"
+  cmd=("$BIN/fairseq-layerdrop-generate" "$OUT/data-bin" --path "$ckpt" --beam 1 --batch-size 1 "${draft[@]}"
        --post-process sentencepiece --compare)
   local start
   start=$(date -u +"%Y-%m-%d %H:%M")

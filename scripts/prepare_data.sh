@@ -70,7 +70,7 @@ else
 fi
 for split in train valid test; do  # every input checked before anything is created
   for side in $SIDES; do
-    [[ -f "$SRC/$split.$side" || -f "$SRC/$split.$side.gz" ]] || die "missing $split.$side[.gz] in $SRC"
+    [[ -f "$SRC/$split.$side" || -f "$SRC/$split.$side.gz" ]] || die "missing $split.${side}[.gz] in $SRC"
   done
 done
 mkdir -p "$OUT/tok"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Training recipes shared by scripts/demo.sh and scripts/reproduce_*.sh (sourced): model size,
 # optimiser and batch in one place, so the README's demo and reproductions train the same models.
 # Depth, LayerDrop rate, seed and stopping rule are added by each script.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared steps of scripts/reproduce_*.sh (sourced, not run).
 # Train several small models on the same data to their validation plateau, sweep every depth of
 # each, then table + plots.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Results of scripts/reproduce_*.sh (sourced by reproduce_common.sh, not run): the table, plots and
 # wall times of a finished queue (report), and the copy of a machine's run state into the committed
 # results (publish, PUBLISH=1).
