@@ -11,7 +11,7 @@
 # Writes benchmarks/results/speculative_decode_MODEL.json and
 # docs/results/speculative/generate_compare_MODEL.txt. A model still training (no .done) is skipped:
 # its numbers would not be a finding. Environment: OUT (default work/reproduce_speculative_mt), BIN,
-# DRAFT, PROMPTS (default 50).
+# DRAFT, PROMPTS (default 50), STEPS (default "bench compare": either alone, e.g. STEPS=compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -41,11 +41,15 @@ compare() {
 for model in "${@:-mt612_p05_ee mt612_p0 mt612_p05}"; do
   for m in $model; do
     if [[ ! -f "$OUT/ckpt/$m/.done" ]]; then say "$m: not finished training (no $OUT/ckpt/$m/.done), skipped"; continue; fi
-    say "$m: bench_speculative_decode.py"
-    "$BIN/python" benchmarks/bench_speculative_decode.py "$OUT/ckpt/$m/checkpoint_best.pt" "$OUT/data-bin" \
-      --drafts first/1,first/2,first/4,every-other/2 --ks 2,3,4 --prompts "${PROMPTS:-50}" --repeats 7 \
-      -o "benchmarks/results/speculative_decode_$m.json" > /dev/null
-    say "$m: fairseq-layerdrop-generate --compare (whole test split)"
-    compare "$m"
+    if [[ " ${STEPS:-bench compare} " == *" bench "* ]]; then
+      say "$m: bench_speculative_decode.py"
+      "$BIN/python" benchmarks/bench_speculative_decode.py "$OUT/ckpt/$m/checkpoint_best.pt" "$OUT/data-bin" \
+        --drafts first/1,first/2,first/4,every-other/2 --ks 2,3,4 --prompts "${PROMPTS:-50}" --repeats 7 \
+        -o "benchmarks/results/speculative_decode_$m.json" > /dev/null
+    fi
+    if [[ " ${STEPS:-bench compare} " == *" compare "* ]]; then
+      say "$m: fairseq-layerdrop-generate --compare (whole test split)"
+      compare "$m"
+    fi
   done
 done
