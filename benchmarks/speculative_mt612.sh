@@ -11,7 +11,8 @@
 # Writes benchmarks/results/speculative_decode_MODEL.json and
 # docs/results/speculative/generate_compare_MODEL.txt. A model still training (no .done) is skipped:
 # its numbers would not be a finding. Environment: OUT (default work/reproduce_speculative_mt), BIN,
-# DRAFT, PROMPTS (default 50), STEPS (default "bench compare": either alone, e.g. STEPS=compare).
+# DRAFT, PROMPTS (default 50), STEPS (default "bench compare": either alone, e.g. STEPS=compare;
+# anything else: one line, exit 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -19,10 +20,16 @@ OUT=${OUT:-work/reproduce_speculative_mt}
 DRAFT=${DRAFT:---draft-depth 1 --draft-strategy first --draft-tokens 3}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore
 say() { echo "speculative_mt612.sh: $*" >&2; }
+STEPS=${STEPS:-bench compare}
+for step in $STEPS; do
+  [[ $step == bench || $step == compare ]] || { say "error: STEPS: unknown step '$step' (bench, compare)"; exit 2; }
+done
+step() { [[ " $STEPS " == *" $1 "* ]]; }
 
 # compare MODEL: fairseq-layerdrop-generate --compare on the whole test split, its summary lines kept
 compare() {
   local ckpt="$OUT/ckpt/$1/checkpoint_best.pt" log="$OUT/generate_compare_$1" cmd draft
+  local doc="docs/results/speculative/generate_compare_$1.txt"
   read -r -a draft <<< "$DRAFT"
   cmd=("$BIN/fairseq-layerdrop-generate" "$OUT/data-bin" --path "$ckpt" --beam 1 --batch-size 1 "${draft[@]}"
        --post-process sentencepiece --compare)
@@ -35,21 +42,22 @@ compare() {
     grep -E "^(Generate |speculative: |compare: )" "$log.out"
     echo "# stderr (differences from fairseq's SequenceGenerator, one line each):"
     grep -v -E "^\s*$" "$log.err" | sed 's/^/# /' || echo "# (none)"
-  } > "docs/results/speculative/generate_compare_$1.txt"
+  } > "$doc.tmp"
+  mv "$doc.tmp" "$doc"  # the summary appears whole or not at all
 }
 
-for model in "${@:-mt612_p05_ee mt612_p0 mt612_p05}"; do
-  for m in $model; do
-    if [[ ! -f "$OUT/ckpt/$m/.done" ]]; then say "$m: not finished training (no $OUT/ckpt/$m/.done), skipped"; continue; fi
-    if [[ " ${STEPS:-bench compare} " == *" bench "* ]]; then
-      say "$m: bench_speculative_decode.py"
-      "$BIN/python" benchmarks/bench_speculative_decode.py "$OUT/ckpt/$m/checkpoint_best.pt" "$OUT/data-bin" \
-        --drafts first/1,first/2,first/4,every-other/2 --ks 2,3,4 --prompts "${PROMPTS:-50}" --repeats 7 \
-        -o "benchmarks/results/speculative_decode_$m.json" > /dev/null
-    fi
-    if [[ " ${STEPS:-bench compare} " == *" compare "* ]]; then
-      say "$m: fairseq-layerdrop-generate --compare (whole test split)"
-      compare "$m"
-    fi
-  done
+models=("$@")
+[[ $# -gt 0 ]] || models=(mt612_p05_ee mt612_p0 mt612_p05)
+for m in "${models[@]}"; do
+  if [[ ! -f "$OUT/ckpt/$m/.done" ]]; then say "$m: not finished training (no $OUT/ckpt/$m/.done), skipped"; continue; fi
+  if step bench; then
+    say "$m: bench_speculative_decode.py"
+    "$BIN/python" benchmarks/bench_speculative_decode.py "$OUT/ckpt/$m/checkpoint_best.pt" "$OUT/data-bin" \
+      --drafts first/1,first/2,first/4,every-other/2 --ks 2,3,4 --prompts "${PROMPTS:-50}" --repeats 7 \
+      -o "benchmarks/results/speculative_decode_$m.json" > /dev/null
+  fi
+  if step compare; then
+    say "$m: fairseq-layerdrop-generate --compare (whole test split)"
+    compare "$m"
+  fi
 done

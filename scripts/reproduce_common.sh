@@ -263,8 +263,8 @@ model() {
 pretrained_model() {
   local name=$1 label=$2 depths=$3; shift 3
   local pre="${PRE_FROM:-$name}_pre"
-  if ! committed "$name" && ! wanted "$name"; then log "$name: not in ONLY"; return; fi
   if ! committed "$name"; then  # a run committed from another machine needs no pretraining here
+    if ! wanted "$name"; then log "$name: not in ONLY"; return; fi
     [[ -n "${PRE_FROM:-}" ]] \
       || DATA_BIN=$PRE_BIN train "$pre" "${PRE_TRAIN[@]}" ${PRE_UPDATES:+--max-update "$PRE_UPDATES"} "$@"
     if ! trained "$pre"; then log "$name: $pre is not pretrained yet (another worker has it, or it comes later)"; return; fi

@@ -6,19 +6,16 @@
 import sys
 
 from fairseq_layerdrop import plotting
+from fairseq_layerdrop.cli import boundary
 from fairseq_layerdrop.cli.boundary import OneLineParser, positive_float
-from fairseq_layerdrop.errors import one_line, show
+from fairseq_layerdrop.errors import show
 from fairseq_layerdrop.result_files import read_sweep
 
 PROG = "fairseq-layerdrop-plot"
 
 
-def _error(message: str) -> int:
-    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
-    return 2
-
-
 def main(argv=None) -> int:
+    """Bad input is one line and exit 2, a signal 128 + N (``cli/boundary.py``, as for every tool)."""
     p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep.json files written by fairseq-layerdrop-sweep")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
@@ -28,20 +25,20 @@ def main(argv=None) -> int:
     p.add_argument("--ymax", type=positive_float, default=None,
                    help="cap the quality axis here (linear scale); points above it are marked and labelled")
     args = p.parse_args(argv)
+    return boundary.run(PROG, lambda: plot(args), expected=(ValueError,))
+
+
+def plot(args) -> None:
     if not plotting.available():
-        return _error("matplotlib is not installed (pip install matplotlib)")
+        raise ValueError("matplotlib is not installed (pip install matplotlib)")
     rows = []
     for path in args.sweeps:
         try:
             rows += read_sweep(path)
         except (OSError, ValueError) as err:
-            return _error(f"{show(path)}: not a readable sweep.json ({type(err).__name__}: {err})")
-    try:
-        plotting.plot_sweeps(rows, args.output, args.title, speed=not args.quality_only, ymax=args.ymax)
-    except (OSError, ValueError) as err:
-        return _error(f"{type(err).__name__}: {err}")
+            raise ValueError(f"{show(path)}: not a readable sweep.json ({type(err).__name__}: {err})") from None
+    plotting.plot_sweeps(rows, args.output, args.title, speed=not args.quality_only, ymax=args.ymax)
     print(f"{PROG}: wrote {args.output}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
